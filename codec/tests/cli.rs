@@ -1,0 +1,104 @@
+//! The `ember` binary as a user meets it: exit codes and one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use codec::bitstream::{self, Header, Section, SectionKind};
+use codec::zoo::ModelId;
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().expect("ember runs")
+}
+
+fn stream() -> Vec<u8> {
+    let header = Header { model: ModelId::MrcV1, weights_hash: 42, width: 17, height: 33, channels: 3, bit_depth: 8, quality_q8: 512, pad_right: 47, pad_bottom: 31 };
+    let z = [7u8; 12];
+    let a = [1u8; 100];
+    let n = [2u8; 64];
+    let sections = [
+        Section { kind: SectionKind::Hyper, index: 0, data: &z },
+        Section { kind: SectionKind::Anchors, index: 0, data: &a },
+        Section { kind: SectionKind::NonAnchors, index: 0, data: &n },
+    ];
+    bitstream::write(&header, &sections).unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// Exit code 1 (not a panic's 101) and exactly one line on stderr that contains `needle`.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(err.starts_with("ember: error: ") && err.contains(needle), "stderr: {err}");
+}
+
+#[test]
+fn info_prints_header_and_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "ok.ember", &stream());
+    let out = ember(&["info", &f]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in ["Ember v1", "ember-mrc-v1", "17x33", "quality    2.000", "hyper-latent", "slice 0 anchors", "100 bytes", "slice 0 non-anchors"] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn info_names_the_problem_of_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = stream();
+    let mut flipped = good.clone();
+    flipped[60] ^= 0x04;
+    let mut v9 = good.clone();
+    v9[4] = 9;
+    let cases: [(&str, &[u8], &str); 6] = [
+        ("truncated-header", &good[..20], "truncated"),
+        ("truncated-payload", &good[..good.len() - 30], "runs past the end"),
+        ("flipped", &flipped, "checksum mismatch"),
+        ("foreign", b"\x89PNG\r\n\x1a\nthis is not ember", "not an Ember file"),
+        ("empty", b"", "not an Ember file"),
+        ("version", &v9, "unsupported format version 9"),
+    ];
+    for (name, bytes, needle) in cases {
+        let f = write(dir.path(), name, bytes);
+        assert_one_line_error(&ember(&["info", &f]), needle);
+    }
+    assert_one_line_error(&ember(&["info", "/definitely/not/here.ember"]), "No such file");
+    assert_one_line_error(&ember(&["info", dir.path().to_str().unwrap()]), "is a directory");
+}
+
+#[test]
+fn every_single_bit_flip_is_rejected_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = stream();
+    // Exercise the binary on a sample of positions, and the library on every bit.
+    for bit in 0..good.len() * 8 {
+        let mut b = good.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        assert!(bitstream::read(&b).is_err(), "bit {bit} flip accepted");
+        if bit % 97 == 0 {
+            let f = write(dir.path(), "flip", &b);
+            assert_eq!(ember(&["info", &f]).status.code(), Some(1));
+        }
+    }
+}
+
+#[test]
+fn model_commands_fail_clearly_without_a_model() {
+    let out = ember(&["encode", "in.png", "-o", "out.ember"]);
+    assert_one_line_error(&out, "no trained model");
+}
+
+#[test]
+fn bench_entropy_prints_a_table() {
+    let out = ember(&["bench", "entropy", "--symbols", "20000"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("| encode |") && text.contains("| decode |"), "{text}");
+}
