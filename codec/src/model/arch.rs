@@ -1,0 +1,37 @@
+//! Sizes of the `ember-mrc-v1` architecture. The deterministic path and the model file
+//! format read them from here, so there is one source of truth.
+
+/// Channels of the analysis/synthesis transforms.
+pub const N: usize = 128;
+/// Channels of the latent `y`.
+pub const M: usize = 192;
+/// Channels of the hyper-latent `z`.
+pub const Z: usize = 128;
+/// Channels of the hyper-decoder's output, shared by every slice's parameter network.
+pub const HYPER: usize = 192;
+/// ELIC-style uneven channel slices of `y`: small first slices, coded with little context,
+/// carry most of the energy; later, larger slices lean on everything decoded before them.
+pub const SLICES: [usize; 5] = [16, 16, 32, 64, 64];
+/// Output channels of each slice's channel-context network.
+pub const CTX: usize = 48;
+/// Output channels of each slice's checkerboard spatial-context convolution.
+pub const SPATIAL: usize = 48;
+/// Kernel size of the spatial context (its 12 anchor taps are what a non-anchor sees).
+pub const SPATIAL_K: usize = 5;
+/// Hidden width of each slice's parameter-aggregation network.
+pub const AGG: usize = 96;
+/// Quality levels, each with its own gain vector and rate-distortion trade-off.
+pub const LEVELS: usize = 8;
+/// λ of each level for the loss `λ · 255² · MSE + bpp` (CompressAI's MSE ladder).
+pub const LAMBDAS: [f64; LEVELS] = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800];
+/// Total downsampling of the latent grid; images are padded to a multiple of [`PAD_TO`].
+pub const Y_STRIDE: usize = 16;
+/// Padding granularity: `y` is ×16 down and `z` a further ×4.
+pub const PAD_TO: usize = 64;
+/// Smallest scale the Gaussian conditional uses (the first table's).
+pub const SCALE_MIN: f32 = 0.11;
+
+/// Channel offset of slice `k` within `y`.
+pub fn slice_start(k: usize) -> usize {
+    SLICES[..k].iter().sum()
+}

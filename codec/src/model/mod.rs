@@ -1,0 +1,188 @@
+//! The `ember-mrc-v1` model in Burn, generic over the backend.
+//!
+//! ```text
+//! x ─g_a─▶ y·gain(q) ─h_a─▶ z ─round─▶ ẑ ─h_s─▶ hyper features
+//!                 │                                   │
+//!                 └── slices × checkerboard (entropy_model) ─▶ ŷ ─·inv_gain(q)─g_s─▶ x̂
+//! ```
+//! Training uses [`Model::forward`]. Coding uses the transforms here (any backend, float) and
+//! the deterministic entropy path in [`crate::detnet`] for everything that yields entropy
+//! parameters.
+
+pub mod arch;
+pub mod bottleneck;
+pub mod entropy_model;
+pub mod layers;
+
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::{leaky_relu, relu};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+
+use arch::{HYPER, LEVELS, M, N, SLICES, Z};
+use bottleneck::Bottleneck;
+use entropy_model::Slice;
+use layers::{conv, Gdn, Up};
+
+#[derive(Module, Debug)]
+pub struct Analysis<B: Backend> {
+    pub c1: Conv2d<B>,
+    pub g1: Gdn<B>,
+    pub c2: Conv2d<B>,
+    pub g2: Gdn<B>,
+    pub c3: Conv2d<B>,
+    pub g3: Gdn<B>,
+    pub c4: Conv2d<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Synthesis<B: Backend> {
+    pub u1: Up<B>,
+    pub g1: Gdn<B>,
+    pub u2: Up<B>,
+    pub g2: Gdn<B>,
+    pub u3: Up<B>,
+    pub g3: Gdn<B>,
+    pub u4: Up<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct HyperAnalysis<B: Backend> {
+    pub c1: Conv2d<B>,
+    pub c2: Conv2d<B>,
+    pub c3: Conv2d<B>,
+}
+
+/// Hyper-synthesis: two ×2 upsamplings and a 1×1 projection to [`HYPER`] channels.
+#[derive(Module, Debug)]
+pub struct HyperSynthesis<B: Backend> {
+    pub u1: Up<B>,
+    pub u2: Up<B>,
+    pub c3: Conv2d<B>,
+}
+
+/// Width of the hyper-synthesis between its two upsamplings.
+pub const HS_MID: usize = 96;
+
+impl<B: Backend> HyperSynthesis<B> {
+    pub fn forward(&self, z_hat: Tensor<B, 4>) -> Tensor<B, 4> {
+        let h = relu(self.u1.forward(z_hat));
+        let h = relu(self.u2.forward(h));
+        self.c3.forward(h)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Model<B: Backend> {
+    pub g_a: Analysis<B>,
+    pub g_s: Synthesis<B>,
+    pub h_a: HyperAnalysis<B>,
+    pub h_s: HyperSynthesis<B>,
+    pub bottleneck: Bottleneck<B>,
+    pub slices: Vec<Slice<B>>,
+    /// Per-level channel gains on `y` (`[LEVELS, M]`), and their decoder-side inverses.
+    pub gain: Param<Tensor<B, 2>>,
+    pub inv_gain: Param<Tensor<B, 2>>,
+}
+
+/// What [`Model::forward`] returns for the loss.
+pub struct ForwardOutput<B: Backend> {
+    pub x_hat: Tensor<B, 4>,
+    /// Total bits (`−Σ log2 p`) of `y` and `z`, one value per image, `[n]`.
+    pub bits: Tensor<B, 1>,
+}
+
+impl<B: Backend> Model<B> {
+    pub fn new(device: &B::Device) -> Self {
+        Self {
+            g_a: Analysis {
+                c1: conv(3, N, 5, 2, device),
+                g1: Gdn::new(N, false, device),
+                c2: conv(N, N, 5, 2, device),
+                g2: Gdn::new(N, false, device),
+                c3: conv(N, N, 5, 2, device),
+                g3: Gdn::new(N, false, device),
+                c4: conv(N, M, 5, 2, device),
+            },
+            g_s: Synthesis {
+                u1: Up::new(M, N, device),
+                g1: Gdn::new(N, true, device),
+                u2: Up::new(N, N, device),
+                g2: Gdn::new(N, true, device),
+                u3: Up::new(N, N, device),
+                g3: Gdn::new(N, true, device),
+                u4: Up::new(N, 3, device),
+            },
+            h_a: HyperAnalysis { c1: conv(M, Z, 3, 1, device), c2: conv(Z, Z, 5, 2, device), c3: conv(Z, Z, 5, 2, device) },
+            h_s: HyperSynthesis { u1: Up::new(Z, Z, device), u2: Up::new(Z, HS_MID, device), c3: conv(HS_MID, HYPER, 1, 1, device) },
+            bottleneck: Bottleneck::new(Z, device),
+            slices: (0..SLICES.len()).map(|k| Slice::new(k, device)).collect(),
+            gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
+            inv_gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
+        }
+    }
+
+    /// Gain vector for a fractional quality `q ∈ [1, LEVELS]`: geometric interpolation between
+    /// the two neighbouring levels (Cui et al. 2021), so rate varies smoothly with `q`.
+    pub fn gain_for(&self, q: f32, inverse: bool) -> Tensor<B, 4> {
+        let table = if inverse { self.inv_gain.val() } else { self.gain.val() }.abs().clamp_min(1e-4);
+        let q = q.clamp(1.0, LEVELS as f32) - 1.0;
+        let lo = (q.floor() as usize).min(LEVELS - 2);
+        let t = q - lo as f32;
+        let a = table.clone().narrow(0, lo, 1).log().mul_scalar(1.0 - t);
+        let b = table.narrow(0, lo + 1, 1).log().mul_scalar(t);
+        (a + b).exp().reshape([1, M, 1, 1])
+    }
+
+    /// `y·gain(q)` for images `x` in `[0, 1]`, `[n, 3, H, W]` with sides multiples of 64.
+    pub fn analysis(&self, x: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
+        let a = &self.g_a;
+        let h = a.g1.forward(a.c1.forward(x));
+        let h = a.g2.forward(a.c2.forward(h));
+        let h = a.g3.forward(a.c3.forward(h));
+        a.c4.forward(h) * self.gain_for(q, false)
+    }
+
+    /// `z` from gained `y`.
+    pub fn hyper_analysis(&self, y: Tensor<B, 4>) -> Tensor<B, 4> {
+        let a = &self.h_a;
+        let h = leaky_relu(a.c1.forward(y), 0.01);
+        let h = leaky_relu(a.c2.forward(h), 0.01);
+        a.c3.forward(h)
+    }
+
+    /// Reconstruction from gained `ŷ`.
+    pub fn synthesis(&self, y_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
+        let s = &self.g_s;
+        let h = y_hat * self.gain_for(q, true);
+        let h = s.g1.forward(s.u1.forward(h));
+        let h = s.g2.forward(s.u2.forward(h));
+        let h = s.g3.forward(s.u3.forward(h));
+        s.u4.forward(h)
+    }
+
+    /// Training forward pass at quality `q`: noisy likelihoods for the rate, straight-through
+    /// rounding for what the decoder sees.
+    pub fn forward(&self, x: Tensor<B, 4>, q: f32) -> ForwardOutput<B> {
+        let n = x.dims()[0];
+        let y = self.analysis(x, q);
+        let z = self.hyper_analysis(y.clone());
+        let z_noisy = z.clone() + z.random_like(Distribution::Uniform(-0.5, 0.5));
+        let z_hat = z.clone() + (z.clone().round() - z).detach();
+        let mut bits = self.bottleneck.likelihood(z_noisy).log().sum_dims_squeeze::<2, _>(&[1, 2, 3]);
+        let hyper = self.h_s.forward(z_hat);
+        let mut decoded: Vec<Tensor<B, 4>> = Vec::with_capacity(SLICES.len());
+        let mut start = 0;
+        for (k, slice) in self.slices.iter().enumerate() {
+            let y_k = y.clone().narrow(1, start, SLICES[k]);
+            start += SLICES[k];
+            let out = slice.forward(y_k, hyper.clone(), &decoded, true);
+            bits = bits + out.likelihood.log().sum_dims_squeeze::<2, _>(&[1, 2, 3]);
+            decoded.push(out.y_hat);
+        }
+        let y_hat = Tensor::cat(decoded, 1);
+        let x_hat = self.synthesis(y_hat, q);
+        ForwardOutput { x_hat, bits: bits.reshape([n]).mul_scalar(-std::f32::consts::LOG2_E) }
+    }
+}
