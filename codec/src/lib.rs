@@ -1,8 +1,13 @@
 //! Ember's codec: the bitstream format, the model registry, the learned model and its
 //! compress/decompress paths. The `ember` binary is a thin CLI over this library.
 
+pub mod backend;
 pub mod bitstream;
+pub mod compress;
+pub mod detnet;
 pub mod fsutil;
+pub mod image_io;
+pub mod metrics;
 pub mod model;
 pub mod weights;
 pub mod zoo;

@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use codec::backend::{self as backends, BackendKind, Job};
 use codec::bitstream::{self, SectionKind};
+use codec::compress::Codec;
+use codec::image_io::Planar;
+use codec::weights::ModelFile;
 
 /// Largest file `ember` reads as a stream. No valid stream comes near it (2^28 pixels at
 /// 16 bpp is 512 MiB); refusing larger files up front avoids a huge allocation.
@@ -34,7 +38,7 @@ enum Command {
         quality: f32,
         /// Compute backend for the transforms; the default is the fastest one built.
         #[arg(long, value_enum)]
-        backend: Option<Backend>,
+        backend: Option<BackendKind>,
         /// Model file to use instead of the shipped default.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -48,7 +52,7 @@ enum Command {
         output: PathBuf,
         /// Compute backend for the synthesis transform; the default is the fastest one built.
         #[arg(long, value_enum)]
-        backend: Option<Backend>,
+        backend: Option<BackendKind>,
         /// Model file to use instead of the shipped default.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -80,21 +84,16 @@ enum Command {
         /// Symbols per run for the entropy benchmark.
         #[arg(long, default_value_t = 1 << 20)]
         symbols: usize,
+        /// Image for the codec benchmark (default: the first Kodak image, else a synthetic 768x512).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Backend for the codec benchmark.
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
+        /// Model file to use instead of the shipped default.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Backend {
-    /// LibTorch on the CPU.
-    Tch,
-    /// LibTorch on an NVIDIA GPU.
-    TchCuda,
-    /// Burn's CUDA backend.
-    Cuda,
-    /// Burn's WebGPU/Vulkan backend.
-    Wgpu,
-    /// Burn's pure-Rust CPU backend.
-    Ndarray,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -138,14 +137,139 @@ fn run(command: Command) -> Result<(), String> {
                 n => Err(format!("{n} of {} files are not valid Ember streams", files.len())),
             }
         }
-        Command::Bench { target: BenchTarget::Entropy, symbols } => {
+        Command::Bench { target: BenchTarget::Entropy, symbols, .. } => {
             bench_entropy(symbols);
             Ok(())
         }
-        Command::Encode { .. } | Command::Decode { .. } | Command::Eval { .. } | Command::Bench { target: BenchTarget::Codec, .. } => Err(
-            "this build of ember has no trained model yet, so it cannot encode, decode or evaluate images; `ember info` and `ember bench entropy` work"
-                .into(),
-        ),
+        Command::Bench { target: BenchTarget::Codec, image, backend, model, .. } => {
+            let image = match image {
+                Some(p) => Planar::load(&p).map_err(|e| e.to_string())?,
+                None => default_bench_image()?,
+            };
+            let file = load_model(model.as_deref())?;
+            let kind = pick_backend(backend)?;
+            backends::run(kind, BenchJob { file, image, kind })?
+        }
+        Command::Encode { input, output, quality, backend, model } => {
+            let image = Planar::load(&input).map_err(|e| e.to_string())?;
+            let file = load_model(model.as_deref())?;
+            let t = std::time::Instant::now();
+            let bytes = backends::run(pick_backend(backend)?, EncodeJob { file, image: image.clone(), quality })??;
+            codec::fsutil::write_atomic(&output, &bytes).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            let bpp = 8.0 * bytes.len() as f64 / (f64::from(image.width) * f64::from(image.height));
+            println!("{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}) in {:.2} s", output.display(), bytes.len(), image.width, image.height, t.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Decode { input, output, backend, model } => {
+            let bytes = read_stream_file(&input)?;
+            // Check the container before loading a model, so a bad file fails fast and clearly.
+            bitstream::read(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
+            let file = load_model(model.as_deref())?;
+            let t = std::time::Instant::now();
+            let image = backends::run(pick_backend(backend)?, DecodeJob { file, bytes }).and_then(|r| r.map_err(|e| format!("{}: {e}", input.display())))?;
+            image.save_png(&output).map_err(|e| e.to_string())?;
+            println!("{}: {}x{} in {:.2} s", output.display(), image.width, image.height, t.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Eval { .. } => Err("eval is not implemented yet; encode, decode, info and bench work".into()),
+    }
+}
+
+fn pick_backend(explicit: Option<BackendKind>) -> Result<BackendKind, String> {
+    explicit.or_else(BackendKind::default_kind).ok_or_else(|| "this binary was built without any backend".into())
+}
+
+fn load_model(explicit: Option<&Path>) -> Result<ModelFile, String> {
+    let path = codec::zoo::find_model(explicit)?;
+    ModelFile::load(&path).map_err(|e| e.to_string())
+}
+
+struct EncodeJob {
+    file: ModelFile,
+    image: Planar,
+    quality: f32,
+}
+
+impl Job for EncodeJob {
+    type Output = Result<Vec<u8>, String>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
+        codec.compress(&self.image, self.quality).map_err(|e| e.to_string())
+    }
+}
+
+struct DecodeJob {
+    file: ModelFile,
+    bytes: Vec<u8>,
+}
+
+impl Job for DecodeJob {
+    type Output = Result<Planar, String>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
+        codec.decompress(&self.bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The first Kodak image if the shared data is present, else a synthetic 768x512 picture.
+fn default_bench_image() -> Result<Planar, String> {
+    let kodak = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/kodak/kodim01.png");
+    if kodak.is_file() {
+        return Planar::load(&kodak).map_err(|e| e.to_string());
+    }
+    let (w, h) = (768u32, 512u32);
+    let n = (w * h) as usize;
+    let rgb = (0..3 * n).map(|i| {
+        let (c, p) = (i / n, i % n);
+        let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
+        0.5 + 0.3 * ((x * 0.05 + c as f32).sin() * (y * 0.031).cos()) + 0.1 * ((x * 1.7 + y * 2.3).sin())
+    }).collect();
+    Ok(Planar { width: w, height: h, channels: 3, bit_depth: 8, rgb })
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux; `None` elsewhere).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+struct BenchJob {
+    file: ModelFile,
+    image: Planar,
+    kind: BackendKind,
+}
+
+impl Job for BenchJob {
+    type Output = Result<(), String>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        let t = std::time::Instant::now();
+        let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
+        let load = t.elapsed().as_secs_f64();
+        let threads = rayon::current_num_threads();
+        println!("codec: {}x{} image, backend {}, {threads} threads, model load {load:.2} s, best of 3 after a warm-up run", self.image.width, self.image.height, self.kind.name());
+        println!("| quality | bytes | bpp    | PSNR dB | encode s | decode s |");
+        println!("|---------|-------|--------|---------|----------|----------|");
+        for q in [1.0f32, 4.0, 8.0] {
+            let (mut enc, mut dec) = (f64::INFINITY, f64::INFINITY);
+            let mut bytes = Vec::new();
+            let mut rec = None;
+            for _ in 0..4 {
+                let t = std::time::Instant::now();
+                bytes = codec.compress(&self.image, q).map_err(|e| e.to_string())?;
+                enc = enc.min(t.elapsed().as_secs_f64());
+                let t = std::time::Instant::now();
+                rec = Some(codec.decompress(&bytes).map_err(|e| e.to_string())?);
+                dec = dec.min(t.elapsed().as_secs_f64());
+            }
+            let psnr = codec::metrics::psnr_rgb8(&self.image, rec.as_ref().expect("decoded at least once"));
+            let bpp = 8.0 * bytes.len() as f64 / f64::from(self.image.width * self.image.height);
+            println!("| {q:>7} | {:>5} | {bpp:>6.4} | {psnr:>7.2} | {enc:>8.3} | {dec:>8.3} |", bytes.len());
+        }
+        if let Some(m) = peak_rss_mib() {
+            println!("peak resident memory: {m:.0} MiB");
+        }
+        Ok(())
     }
 }
 

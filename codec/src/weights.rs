@@ -77,6 +77,61 @@ impl ModelFile {
         file
     }
 
+    /// A model with synthetic weights made by integer and correctly rounded f32 arithmetic
+    /// only, so it is identical on every machine and never changes: the conformance streams in
+    /// `testdata/` are coded with it. Its gains are large so that `y` spreads over many
+    /// symbols (escapes included) and the entropy path is fully exercised; it is useless for
+    /// image quality.
+    pub fn synthetic<B: Backend>(seed: u64, device: &B::Device) -> Self {
+        let mut tensors = BTreeMap::new();
+        for snap in Model::<B>::new(device).collect(None, None, true) {
+            let name = snap.full_path();
+            let shape = snap.shape.to_vec();
+            let numel: usize = shape.iter().product();
+            // FNV-1a of the name keys each tensor's stream of values.
+            let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            let mut state = seed ^ key;
+            let mut uniform = move || {
+                // SplitMix64, then the top 24 bits as an exact f32 in [-1, 1).
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                ((z ^ (z >> 31)) >> 40) as f32 / 8_388_608.0 - 1.0
+            };
+            let data: Vec<f32> = if name.ends_with(".weight") {
+                let fan_in: usize = shape[1..].iter().product();
+                let bound = (3.0 / fan_in as f32).sqrt();
+                (0..numel).map(|_| bound * uniform()).collect()
+            } else if name.ends_with(".bias") {
+                (0..numel).map(|_| 0.05 * uniform()).collect()
+            } else if name.ends_with(".beta") {
+                vec![1.0; numel]
+            } else if name.ends_with(".gamma") {
+                (0..numel).map(|i| if i % (shape[0] + 1) == 0 { 0.3 } else { 0.0 }).collect()
+            } else if name == "gain" {
+                (0..numel).map(|i| 4.0 * (1 + i / shape[1]) as f32).collect()
+            } else if name == "inv_gain" {
+                (0..numel).map(|i| 0.25 / (1 + i / shape[1]) as f32).collect()
+            } else {
+                vec![0.0; numel]
+            };
+            tensors.insert(name, NamedTensor { shape, data });
+        }
+        // Hyper-latent tables: two-sided geometric masses, exact integers.
+        let channels = tensors["bottleneck.biases.0"].shape[0];
+        let tables: Vec<_> = (0..channels)
+            .map(|c| {
+                let r = 4 + (c % 13) as i32;
+                let masses: Vec<u128> = (-r..=r).map(|v| 1u128 << (60 - 3 * v.unsigned_abs().min(20))).collect();
+                entropy::CdfTable::from_masses(-r, &masses, 1 << 10).expect("small tables are valid")
+            })
+            .collect();
+        let factorized = FactorizedTables::from_tables(tables).expect("one table per channel");
+        let file = Self { model: ModelId::MrcV1, tensors, factorized, hash: 0 };
+        Self::from_bytes(&file.to_bytes(), "<synthetic>").expect("a file this module wrote parses")
+    }
+
     /// Serializes to safetensors bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();

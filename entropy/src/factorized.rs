@@ -29,6 +29,14 @@ impl FactorizedTables {
         Ok(Self { tables })
     }
 
+    /// Wraps tables that were built elsewhere (one per channel).
+    pub fn from_tables(tables: Vec<CdfTable>) -> Result<Self, TableError> {
+        if tables.is_empty() || tables.len() > usize::from(u16::MAX) {
+            return Err(TableError::BadSize(tables.len()));
+        }
+        Ok(Self { tables })
+    }
+
     /// The tables, indexed by channel.
     pub fn tables(&self) -> &[CdfTable] {
         &self.tables

@@ -1,1 +1,166 @@
-fn main() {}
+//! `ember-train`: train Ember's model, resume runs, and export the model file `ember` loads.
+
+mod checkpoint;
+mod data;
+mod rng;
+mod trainer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use clap::{Parser, Subcommand};
+use codec::backend::BackendKind;
+use codec::model::Model;
+use codec::weights::ModelFile;
+
+#[derive(Parser)]
+#[command(name = "ember-train", version, about = "Train Ember's learned image codec")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (or, with --resume, continue) a run; checkpoints go to RUN/checkpoints.
+    Run {
+        /// Run folder: log.jsonl and checkpoints.
+        #[arg(long, default_value = "runs/default")]
+        run: PathBuf,
+        /// Folder of training images (searched recursively). Never Kodak.
+        #[arg(long, default_value = "../shared/datasets/train")]
+        data: PathBuf,
+        /// Validation images, coded to real bytes every --val-every steps.
+        #[arg(long, default_value = "../shared/datasets/kodak")]
+        val: PathBuf,
+        /// How many validation images to use (the first ones in sorted order).
+        #[arg(long, default_value_t = 3)]
+        val_images: usize,
+        #[arg(long, default_value_t = 2000)]
+        val_every: u64,
+        /// Continue from the run's latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Side of the square random crops.
+        #[arg(long, default_value_t = 256)]
+        crop: u32,
+        /// Training images are downscaled so their shorter side is at most this.
+        #[arg(long, default_value_t = 512)]
+        max_short: u32,
+        /// Total steps of the schedule.
+        #[arg(long, default_value_t = 500_000)]
+        steps: u64,
+        /// Stop after this many minutes (checkpointing first); the schedule continues on --resume.
+        #[arg(long)]
+        minutes: Option<f64>,
+        #[arg(long, default_value_t = 1e-4)]
+        lr: f64,
+        #[arg(long, default_value_t = 1000)]
+        warmup: u64,
+        /// Gradient-norm clipping threshold.
+        #[arg(long, default_value_t = 1.0)]
+        clip: f32,
+        #[arg(long, default_value_t = 10.0)]
+        checkpoint_minutes: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Write the inference model file (f16/f32 weights and integer entropy tables) from a
+    /// checkpoint folder or a run folder (its latest checkpoint).
+    Export {
+        checkpoint: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Write a randomly initialised model file, for testing everything but quality.
+    Init {
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember-train: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct TrainJob(trainer::Config, bool);
+
+impl TrainJob {
+    fn go<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String> {
+        trainer::train::<B>(self.0, self.1, device)
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Run { run, data, val, val_images, val_every, resume, backend, batch, crop, max_short, steps, minutes, lr, warmup, clip, checkpoint_minutes, seed } => {
+            ctrlc::set_handler(|| trainer::STOP.store(true, std::sync::atomic::Ordering::Relaxed)).map_err(|e| format!("cannot install signal handler: {e}"))?;
+            if batch == 0 || crop < 64 || crop % 64 != 0 {
+                return Err("--batch must be positive and --crop a positive multiple of 64".into());
+            }
+            let config = trainer::Config { data, val: Some(val), val_images, run, batch, crop, max_short, steps, lr, warmup, clip, checkpoint_minutes, val_every, minutes, seed };
+            let kind = backend.or_else(BackendKind::default_kind).ok_or("no backend built")?;
+            let job = TrainJob(config, resume);
+            match kind {
+                #[cfg(feature = "tch")]
+                BackendKind::Tch => job.go::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cpu),
+                #[cfg(feature = "tch")]
+                BackendKind::TchCuda => job.go::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cuda(0)),
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => job.go::<Autodiff<burn::backend::Cuda>>(Default::default()),
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => job.go::<Autodiff<burn::backend::Wgpu>>(Default::default()),
+                #[cfg(feature = "ndarray")]
+                BackendKind::Ndarray => job.go::<Autodiff<burn::backend::NdArray>>(Default::default()),
+                #[allow(unreachable_patterns)]
+                other => Err(format!("backend {} is not built into this binary", other.name())),
+            }
+        }
+        Command::Export { checkpoint, output } => {
+            let ckpt = if checkpoint.join("state.json").exists() { checkpoint.clone() } else { checkpoint::latest(&checkpoint).ok_or_else(|| format!("no checkpoint in {}", checkpoint.display()))? };
+            let file = codec::backend::run(BackendKind::default_kind().ok_or("no backend built")?, ExportJob(ckpt))??;
+            file.save(&output).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            eprintln!("wrote {} (weights {:016x})", output.display(), file.hash);
+            Ok(())
+        }
+        Command::Init { output, seed } => {
+            let file = codec::backend::run(BackendKind::default_kind().ok_or("no backend built")?, InitJob(seed))?;
+            file.save(&output).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            eprintln!("wrote {} (random weights {:016x})", output.display(), file.hash);
+            Ok(())
+        }
+    }
+}
+
+struct ExportJob(PathBuf);
+
+impl codec::backend::Job for ExportJob {
+    type Output = Result<ModelFile, String>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        Ok(ModelFile::from_model(&checkpoint::load_model::<B>(&self.0, &device)?))
+    }
+}
+
+struct InitJob(u64);
+
+impl codec::backend::Job for InitJob {
+    type Output = ModelFile;
+    fn run<B: Backend>(self, device: B::Device) -> ModelFile {
+        B::seed(&device, self.0);
+        ModelFile::from_model(&Model::<B>::new(&device))
+    }
+}

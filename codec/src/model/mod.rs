@@ -170,7 +170,7 @@ impl<B: Backend> Model<B> {
         let z = self.hyper_analysis(y.clone());
         let z_noisy = z.clone() + z.random_like(Distribution::Uniform(-0.5, 0.5));
         let z_hat = z.clone() + (z.clone().round() - z).detach();
-        let mut bits = self.bottleneck.likelihood(z_noisy).log().sum_dims_squeeze::<2, _>(&[1, 2, 3]);
+        let mut bits = self.bottleneck.likelihood(z_noisy).log().sum_dims_squeeze::<1, _>(&[1, 2, 3]);
         let hyper = self.h_s.forward(z_hat);
         let mut decoded: Vec<Tensor<B, 4>> = Vec::with_capacity(SLICES.len());
         let mut start = 0;
@@ -178,7 +178,7 @@ impl<B: Backend> Model<B> {
             let y_k = y.clone().narrow(1, start, SLICES[k]);
             start += SLICES[k];
             let out = slice.forward(y_k, hyper.clone(), &decoded, true);
-            bits = bits + out.likelihood.log().sum_dims_squeeze::<2, _>(&[1, 2, 3]);
+            bits = bits + out.likelihood.log().sum_dims_squeeze::<1, _>(&[1, 2, 3]);
             decoded.push(out.y_hat);
         }
         let y_hat = Tensor::cat(decoded, 1);

@@ -1,0 +1,85 @@
+//! Choosing a Burn backend at run time.
+//!
+//! The model is generic over [`Backend`]; which backends exist depends on the cargo features the
+//! binary was built with. LibTorch (`tch`) is the fast one on CPUs and NVIDIA GPUs (DEVELOPERS.md
+//! has the measurements) and the default whenever it is built.
+
+use burn::tensor::backend::Backend;
+
+/// A compute backend, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// LibTorch on the CPU.
+    Tch,
+    /// LibTorch on the first NVIDIA GPU.
+    TchCuda,
+    /// Burn's CUDA backend (CubeCL).
+    Cuda,
+    /// Burn's WebGPU/Vulkan backend.
+    Wgpu,
+    /// Burn's pure-Rust CPU backend.
+    Ndarray,
+}
+
+impl BackendKind {
+    /// The backends compiled into this binary, fastest first.
+    pub fn built() -> Vec<BackendKind> {
+        let mut v = Vec::new();
+        if cfg!(feature = "tch") {
+            v.extend([BackendKind::Tch, BackendKind::TchCuda]);
+        }
+        if cfg!(feature = "cuda") {
+            v.push(BackendKind::Cuda);
+        }
+        if cfg!(feature = "wgpu") {
+            v.push(BackendKind::Wgpu);
+        }
+        if cfg!(feature = "ndarray") {
+            v.push(BackendKind::Ndarray);
+        }
+        v
+    }
+
+    /// The fastest CPU backend built (GPUs are chosen explicitly, since a machine may lack one).
+    pub fn default_kind() -> Option<BackendKind> {
+        Self::built().into_iter().find(|k| !matches!(k, BackendKind::TchCuda | BackendKind::Cuda))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Tch => "tch",
+            BackendKind::TchCuda => "tch-cuda",
+            BackendKind::Cuda => "cuda",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Ndarray => "ndarray",
+        }
+    }
+}
+
+/// Work that runs on whichever backend is chosen.
+pub trait Job {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `job` on `kind`, or explains that this binary was built without it.
+pub fn run<J: Job>(kind: BackendKind, job: J) -> Result<J::Output, String> {
+    let missing = || {
+        let built: Vec<&str> = BackendKind::built().into_iter().map(BackendKind::name).collect();
+        format!("backend {} is not built into this binary (built: {})", kind.name(), built.join(", "))
+    };
+    match kind {
+        #[cfg(feature = "tch")]
+        BackendKind::Tch => Ok(job.run::<burn::backend::LibTorch>(burn::backend::libtorch::LibTorchDevice::Cpu)),
+        #[cfg(feature = "tch")]
+        BackendKind::TchCuda => Ok(job.run::<burn::backend::LibTorch>(burn::backend::libtorch::LibTorchDevice::Cuda(0))),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => Ok(job.run::<burn::backend::Cuda>(Default::default())),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => Ok(job.run::<burn::backend::Wgpu>(Default::default())),
+        #[cfg(feature = "ndarray")]
+        BackendKind::Ndarray => Ok(job.run::<burn::backend::NdArray>(Default::default())),
+        #[allow(unreachable_patterns)]
+        _ => Err(missing()),
+    }
+}

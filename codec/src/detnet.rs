@@ -1,0 +1,275 @@
+//! The deterministic entropy-parameter path: hyper-synthesis, channel and spatial contexts and
+//! parameter aggregation, evaluated on the CPU in plain Rust.
+//!
+//! Encoder and decoder must derive *bit-identical* means and scales, or the decoder's tables
+//! differ from the encoder's and the stream derails. Burn backends do not promise that (their
+//! kernels reorder sums, fuse multiply-adds and differ between CPU and GPU). This module does:
+//!
+//! - only IEEE-754 operations that are correctly rounded on every platform Rust supports
+//!   (`+`, `−`, `×`, `max`, `abs`), in f32, with no fused multiply-add (Rust never contracts
+//!   `a * b + c`) and no transcendental functions;
+//! - a fixed accumulation order for every output: bias first, then input channels, kernel rows
+//!   and kernel columns in ascending order. Loops vectorize *across* output pixels, never along
+//!   a sum, so SIMD width cannot change a result, and threads split output channels only.
+//!
+//! The result is a pure function of the weights and of ẑ/ŷ on every x86-64 and ARM64 machine,
+//! for any thread count; `tests/determinism.rs` and the golden streams in `testdata/` hold it to
+//! that. The weights are the trained float weights as stored (f16/f32), so this path costs no
+//! rate against the model as trained — the integer-network alternative (Ballé et al. 2019)
+//! would have to quantize them.
+
+use rayon::prelude::*;
+
+use crate::model::arch::{self, AGG, CTX, HYPER, SLICES, SPATIAL, SPATIAL_K, Z};
+use crate::model::HS_MID;
+use crate::weights::{ModelFile, WeightsError};
+
+/// A feature map `[c, h, w]`, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Map {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub data: Vec<f32>,
+}
+
+impl Map {
+    pub fn zeros(c: usize, h: usize, w: usize) -> Self {
+        Self { c, h, w, data: vec![0.0; c * h * w] }
+    }
+
+    pub fn plane(&self, c: usize) -> &[f32] {
+        &self.data[c * self.h * self.w..(c + 1) * self.h * self.w]
+    }
+
+    /// Channels `start .. start + len`.
+    pub fn channels(&self, start: usize, len: usize) -> Map {
+        let hw = self.h * self.w;
+        Map { c: len, h: self.h, w: self.w, data: self.data[start * hw..(start + len) * hw].to_vec() }
+    }
+
+    /// Concatenation along channels.
+    pub fn cat(parts: &[&Map]) -> Map {
+        let (h, w) = (parts[0].h, parts[0].w);
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for p in parts {
+            assert_eq!((p.h, p.w), (h, w), "concatenated maps differ in size");
+            data.extend_from_slice(&p.data);
+        }
+        Map { c: parts.iter().map(|p| p.c).sum(), h, w, data }
+    }
+
+    fn relu(mut self) -> Map {
+        for v in &mut self.data {
+            *v = v.max(0.0);
+        }
+        self
+    }
+}
+
+/// A stride-1 convolution with "same" padding: weights `[cout, cin, k, k]`, bias `[cout]`.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    cout: usize,
+    cin: usize,
+    k: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Conv {
+    fn load(file: &ModelFile, prefix: &str, cin: usize, cout: usize, k: usize) -> Result<Self, WeightsError> {
+        Ok(Self {
+            cout,
+            cin,
+            k,
+            weight: file.tensor(&format!("{prefix}.weight"), &[cout, cin, k, k])?.to_vec(),
+            bias: file.tensor(&format!("{prefix}.bias"), &[cout])?.to_vec(),
+        })
+    }
+
+    /// Applies the convolution. Each output channel is computed by one thread, in the fixed
+    /// order described in the module documentation.
+    pub fn forward(&self, x: &Map) -> Map {
+        assert_eq!(x.c, self.cin, "convolution input has {} channels, expected {}", x.c, self.cin);
+        let (h, w, k) = (x.h, x.w, self.k);
+        let pad = k / 2;
+        let mut out = Map::zeros(self.cout, h, w);
+        out.data.par_chunks_mut(h * w).enumerate().for_each(|(o, plane)| {
+            plane.fill(self.bias[o]);
+            for i in 0..self.cin {
+                let input = x.plane(i);
+                let taps = &self.weight[(o * self.cin + i) * k * k..(o * self.cin + i + 1) * k * k];
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let wv = taps[ky * k + kx];
+                        // Output columns whose input column x + kx − pad lies inside the row.
+                        let x0 = pad.saturating_sub(kx);
+                        let x1 = (w + pad).saturating_sub(kx).min(w);
+                        if x0 >= x1 {
+                            continue;
+                        }
+                        for y in 0..h {
+                            let iy = y + ky;
+                            if iy < pad || iy - pad >= h {
+                                continue;
+                            }
+                            let src = &input[(iy - pad) * w + x0 + kx - pad..(iy - pad) * w + x1 + kx - pad];
+                            let dst = &mut plane[y * w + x0..y * w + x1];
+                            for (d, s) in dst.iter_mut().zip(src) {
+                                *d += wv * *s;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        out
+    }
+}
+
+/// `[4c, h, w] → [c, 2h, 2w]`, the layout of [`crate::model::layers::depth_to_space`].
+pub fn depth_to_space(x: &Map) -> Map {
+    let c = x.c / 4;
+    let mut out = Map::zeros(c, 2 * x.h, 2 * x.w);
+    for ch in 0..c {
+        for i in 0..2 {
+            for j in 0..2 {
+                let src = x.plane(4 * ch + 2 * i + j);
+                for y in 0..x.h {
+                    for xx in 0..x.w {
+                        out.data[(ch * 2 * x.h + 2 * y + i) * 2 * x.w + 2 * xx + j] = src[y * x.w + xx];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+struct SlicePath {
+    channel: Option<(Conv, Conv)>,
+    spatial: Conv,
+    agg: (Conv, Conv, Conv),
+}
+
+/// The entropy-parameter networks of a model, ready to evaluate.
+pub struct EntropyPath {
+    hs: (Conv, Conv, Conv),
+    slices: Vec<SlicePath>,
+}
+
+/// Gaussian parameters of one slice pass, `[c, h, w]` each.
+pub struct Params {
+    pub mean: Map,
+    pub scale: Map,
+}
+
+impl EntropyPath {
+    pub fn load(file: &ModelFile) -> Result<Self, WeightsError> {
+        let hs = (
+            Conv::load(file, "h_s.u1.conv", Z, 4 * Z, 3)?,
+            Conv::load(file, "h_s.u2.conv", Z, 4 * HS_MID, 3)?,
+            Conv::load(file, "h_s.c3", HS_MID, HYPER, 1)?,
+        );
+        let mut slices = Vec::new();
+        for (k, &c) in SLICES.iter().enumerate() {
+            let p = format!("slices.{k}");
+            let channel = if k > 0 {
+                Some((Conv::load(file, &format!("{p}.channel.c1"), arch::slice_start(k), CTX, 1)?, Conv::load(file, &format!("{p}.channel.c2"), CTX, CTX, 3)?))
+            } else {
+                None
+            };
+            let agg_in = HYPER + if k > 0 { CTX } else { 0 } + SPATIAL;
+            slices.push(SlicePath {
+                channel,
+                spatial: Conv::load(file, &format!("{p}.spatial"), c, SPATIAL, SPATIAL_K)?,
+                agg: (
+                    Conv::load(file, &format!("{p}.aggregate.c1"), agg_in, AGG, 1)?,
+                    Conv::load(file, &format!("{p}.aggregate.c2"), AGG, AGG, 1)?,
+                    Conv::load(file, &format!("{p}.aggregate.c3"), AGG, 2 * c, 1)?,
+                ),
+            });
+        }
+        Ok(Self { hs, slices })
+    }
+
+    /// Hyper features from the decoded hyper-latent `ẑ` (`[Z, h/4, w/4]` → `[HYPER, h, w]`).
+    pub fn hyper(&self, z_hat: &Map) -> Map {
+        let h = depth_to_space(&self.hs.0.forward(z_hat)).relu();
+        let h = depth_to_space(&self.hs.1.forward(&h)).relu();
+        self.hs.2.forward(&h)
+    }
+
+    /// The inputs slice `k` shares between its two passes: hyper features and the channel
+    /// context of the already decoded slices (`previous`, all channels before slice `k`).
+    pub fn slice_base(&self, k: usize, hyper: &Map, previous: Option<&Map>) -> Map {
+        match (&self.slices[k].channel, previous) {
+            (Some((c1, c2)), Some(prev)) => {
+                let ctx = c2.forward(&c1.forward(prev).relu()).relu();
+                Map::cat(&[hyper, &ctx])
+            }
+            _ => hyper.clone(),
+        }
+    }
+
+    /// Spatial context of slice `k` from its decoded anchors (non-anchor positions zero).
+    pub fn spatial(&self, k: usize, anchors: &Map) -> Map {
+        self.slices[k].spatial.forward(anchors)
+    }
+
+    /// Means and scales of slice `k`; `spatial` is zero for the anchor pass.
+    pub fn params(&self, k: usize, base: &Map, spatial: &Map) -> Params {
+        let (c1, c2, c3) = &self.slices[k].agg;
+        let h = c1.forward(&Map::cat(&[base, spatial])).relu();
+        let out = c3.forward(&c2.forward(&h).relu());
+        let c = out.c / 2;
+        let mean = out.channels(0, c);
+        let mut scale = out.channels(c, c);
+        for v in &mut scale.data {
+            *v = v.abs().max(arch::SCALE_MIN);
+        }
+        Params { mean, scale }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_matches_direct_definition() {
+        let (cin, cout, k, h, w) = (3, 2, 3, 4, 5);
+        let weight: Vec<f32> = (0..cout * cin * k * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let bias = vec![0.5, -0.25];
+        let conv = Conv { cout, cin, k, weight: weight.clone(), bias: bias.clone() };
+        let x = Map { c: cin, h, w, data: (0..cin * h * w).map(|i| (i as f32 * 0.11).cos()).collect() };
+        let y = conv.forward(&x);
+        for o in 0..cout {
+            for yy in 0..h as isize {
+                for xx in 0..w as isize {
+                    let mut want = bias[o];
+                    for i in 0..cin {
+                        for ky in 0..k as isize {
+                            for kx in 0..k as isize {
+                                let (iy, ix) = (yy + ky - 1, xx + kx - 1);
+                                if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                                    want += weight[((o * cin + i) * k + ky as usize) * k + kx as usize] * x.data[(i * h + iy as usize) * w + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                    let got = y.data[(o * h + yy as usize) * w + xx as usize];
+                    // Same order of operations, so equal to the bit.
+                    assert_eq!(got.to_bits(), want.to_bits(), "o={o} y={yy} x={xx}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn depth_to_space_layout() {
+        let x = Map { c: 4, h: 1, w: 1, data: vec![0.0, 1.0, 2.0, 3.0] };
+        assert_eq!(depth_to_space(&x).data, vec![0.0, 1.0, 2.0, 3.0]);
+    }
+}

@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use burn::tensor::backend::Backend;
+use codec::backend::{self, BackendKind, Job};
+use codec::compress::{Codec, Latents};
+use codec::image_io::Planar;
+use codec::weights::ModelFile;
+
+/// The CPU backends built into this test binary (tch and/or ndarray).
+pub fn cpu_backends() -> Vec<BackendKind> {
+    BackendKind::built().into_iter().filter(|k| matches!(k, BackendKind::Tch | BackendKind::Ndarray)).collect()
+}
+
+/// The conformance model (see `ModelFile::synthetic`).
+pub fn synthetic() -> ModelFile {
+    struct Make;
+    impl Job for Make {
+        type Output = ModelFile;
+        fn run<B: Backend>(self, device: B::Device) -> ModelFile {
+            ModelFile::synthetic::<B>(1, &device)
+        }
+    }
+    backend::run(cpu_backends()[0], Make).unwrap()
+}
+
+/// A smooth test picture with some texture, `channels` 1 or 3.
+pub fn picture(w: u32, h: u32, channels: u8, bit_depth: u8) -> Planar {
+    let n = (w * h) as usize;
+    let mut rgb = vec![0.0; 3 * n];
+    for c in 0..3 {
+        for i in 0..n {
+            let (x, y) = ((i % w as usize) as f32, (i / w as usize) as f32);
+            let cc = if channels == 1 { 0.0 } else { c as f32 };
+            let v = 0.5 + 0.3 * ((x * 0.11 + cc).sin() * (y * 0.07).cos()) + 0.15 * ((x * 0.9 + y * 1.3).sin());
+            let levels = if bit_depth == 16 { 65535.0 } else { 255.0 };
+            rgb[c * n + i] = (v.clamp(0.0, 1.0) * levels).round() / levels;
+        }
+    }
+    Planar { width: w, height: h, channels, bit_depth, rgb }
+}
+
+pub struct Encode(pub ModelFile, pub Planar, pub f32);
+
+impl Job for Encode {
+    type Output = (Vec<u8>, Latents);
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        Codec::<B>::new(self.0, device).unwrap().compress_with_latents(&self.1, self.2).unwrap()
+    }
+}
+
+pub struct Decode(pub ModelFile, pub Vec<u8>);
+
+impl Job for Decode {
+    type Output = Result<(Planar, Latents), String>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        Codec::<B>::new(self.0, device).unwrap().decompress_with_latents(&self.1).map_err(|e| e.to_string())
+    }
+}
+
+/// CRC32 of a latent set, for compact golden records.
+pub fn latents_crc(l: &Latents) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for v in l.z.iter().chain(l.y.iter().flatten()) {
+        h.update(&v.to_le_bytes());
+    }
+    h.finalize()
+}

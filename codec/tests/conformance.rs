@@ -1,0 +1,65 @@
+//! Golden streams: files in `testdata/golden/` that every future build must decode to exactly
+//! the recorded latents. They are coded with the synthetic conformance model, which is pinned
+//! here too. Regenerate (only together with a new format version) with
+//! `EMBER_WRITE_GOLDEN=1 cargo test -p codec --test conformance`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use codec::backend;
+use codec::image_io::Planar;
+use codec::metrics::psnr_rgb8;
+use common::*;
+
+/// Fingerprint of `ModelFile::synthetic(1)`.
+const SYNTHETIC_HASH: u64 = 15_488_162_880_868_483_754;
+
+/// (name, width, height, channels, bit depth, quality)
+const CASES: [(&str, u32, u32, u8, u8, f32); 4] = [
+    ("rgb-1x1-q1", 1, 1, 3, 8, 1.0),
+    ("rgb-17x33-q4", 17, 33, 3, 8, 4.0),
+    ("gray16-64x48-q2.5", 64, 48, 1, 16, 2.5),
+    ("rgb-130x70-q8", 130, 70, 3, 8, 8.0),
+];
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/golden")
+}
+
+#[test]
+fn synthetic_model_is_pinned() {
+    assert_eq!(synthetic().hash, SYNTHETIC_HASH, "the conformance model changed; golden streams would no longer match it");
+}
+
+#[test]
+fn golden_streams_decode_exactly() {
+    let model = synthetic();
+    let write = std::env::var_os("EMBER_WRITE_GOLDEN").is_some();
+    let mut manifest = String::from("# name latents-crc32 (decoded symbols of ẑ then every slice, i32 LE)\n");
+    let recorded = std::fs::read_to_string(dir().join("MANIFEST")).unwrap_or_default();
+    for (name, w, h, ch, depth, q) in CASES {
+        let stream = dir().join(format!("{name}.ember"));
+        let reference = dir().join(format!("{name}.png"));
+        if write {
+            let (bytes, latents) = backend::run(cpu_backends()[0], Encode(model.clone(), picture(w, h, ch, depth), q)).unwrap();
+            codec::fsutil::write_atomic(&stream, &bytes).unwrap();
+            let (rec, _) = backend::run(cpu_backends()[0], Decode(model.clone(), bytes)).unwrap().unwrap();
+            rec.save_png(&reference).unwrap();
+            manifest.push_str(&format!("{name} {:08x}\n", latents_crc(&latents)));
+            continue;
+        }
+        let bytes = std::fs::read(&stream).unwrap_or_else(|e| panic!("{}: {e}", stream.display()));
+        let want = recorded.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap_or_else(|| panic!("{name} missing from MANIFEST"));
+        let reference = Planar::load(&reference).unwrap();
+        for kind in cpu_backends() {
+            let (rec, latents) = backend::run(kind, Decode(model.clone(), bytes.clone())).unwrap().unwrap();
+            assert_eq!(format!("{:08x}", latents_crc(&latents)), want, "{name} on {}", kind.name());
+            let p = psnr_rgb8(&rec.as_stored(), &reference);
+            assert!(p >= 50.0, "{name} on {}: reconstruction {p:.1} dB from the reference", kind.name());
+        }
+    }
+    if write {
+        std::fs::write(dir().join("MANIFEST"), manifest).unwrap();
+    }
+}

@@ -1,0 +1,117 @@
+//! Training data: every image under a folder, decoded once into memory, served as random crops.
+//!
+//! Images are downscaled on load so that their shorter side is at most `max_short` pixels
+//! (default 512): most training photos are JPEGs whose downscaled versions have fewer coding
+//! artefacts, and the cache then fits in a few GB. Images whose shorter side is below the crop
+//! size are **upscaled** to it (never padded), so every crop is real image content. Crops are
+//! taken at random positions and flipped horizontally with probability ½.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use image::imageops::FilterType;
+use image::RgbImage;
+use rayon::prelude::*;
+
+use crate::rng::Rng;
+
+/// File extensions read as images; everything else (READMEs, checksums) is ignored.
+const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "ppm", "pgm", "pnm"];
+
+/// All image files under `dir`, recursively, in sorted order (so runs are reproducible).
+pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub struct Dataset {
+    images: Vec<RgbImage>,
+}
+
+impl Dataset {
+    /// Loads every image under `dir` in parallel. Unreadable files are skipped with a warning
+    /// naming them; an empty result is an error.
+    pub fn load(dir: &Path, crop: u32, max_short: u32) -> Result<Self, String> {
+        let files = list_images(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let images: Vec<RgbImage> = files
+            .par_iter()
+            .filter_map(|f| match image::open(f) {
+                Ok(img) => Some(fit(img.to_rgb8(), crop, max_short)),
+                Err(e) => {
+                    eprintln!("warning: skipping {}: {e}", f.display());
+                    None
+                }
+            })
+            .collect();
+        if images.is_empty() {
+            return Err(format!("no readable images under {}", dir.display()));
+        }
+        Ok(Self { images })
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// A batch `[n, 3, crop, crop]` of values in `[0, 1]`, channel-planar.
+    pub fn batch(&self, rng: &mut Rng, n: usize, crop: u32) -> Vec<f32> {
+        let c = crop as usize;
+        let picks: Vec<(usize, u32, u32, bool)> = (0..n)
+            .map(|_| {
+                let i = rng.below(self.images.len() as u64) as usize;
+                let img = &self.images[i];
+                let x = rng.below(u64::from(img.width() - crop + 1)) as u32;
+                let y = rng.below(u64::from(img.height() - crop + 1)) as u32;
+                (i, x, y, rng.below(2) == 1)
+            })
+            .collect();
+        let mut out = vec![0.0f32; n * 3 * c * c];
+        out.par_chunks_mut(3 * c * c).zip(picks).for_each(|(dst, (i, x0, y0, flip))| {
+            let img = &self.images[i];
+            for yy in 0..c {
+                for xx in 0..c {
+                    let sx = if flip { c - 1 - xx } else { xx };
+                    let p = img.get_pixel(x0 + sx as u32, y0 + yy as u32);
+                    for ch in 0..3 {
+                        dst[(ch * c + yy) * c + xx] = f32::from(p[ch]) / 255.0;
+                    }
+                }
+            }
+        });
+        out
+    }
+}
+
+/// Scales so the shorter side is within `[crop, max_short]` (Lanczos down, Catmull-Rom up).
+fn fit(img: RgbImage, crop: u32, max_short: u32) -> RgbImage {
+    let short = img.width().min(img.height());
+    let target = short.clamp(crop, max_short.max(crop));
+    if target == short {
+        return img;
+    }
+    let s = f64::from(target) / f64::from(short);
+    let (w, h) = (((f64::from(img.width()) * s).round() as u32).max(crop), ((f64::from(img.height()) * s).round() as u32).max(crop));
+    let filter = if target < short { FilterType::Lanczos3 } else { FilterType::CatmullRom };
+    image::imageops::resize(&img, w, h, filter)
+}
+
+/// Batches prepared on a background thread, `depth` ahead, so the model never waits on crops.
+pub fn prefetch(data: std::sync::Arc<Dataset>, mut rng: Rng, n: usize, crop: u32, depth: usize) -> Receiver<Vec<f32>> {
+    let (tx, rx) = sync_channel(depth);
+    std::thread::spawn(move || {
+        while tx.send(data.batch(&mut rng, n, crop)).is_ok() {}
+    });
+    rx
+}

@@ -1,0 +1,204 @@
+//! The training loop: rate-distortion loss over random crops, λ sampled per batch across the
+//! quality levels, Adam with warm-up and cosine decay, gradient clipping, a NaN/inf guard,
+//! periodic validation in real coded bytes, and time-based checkpoints.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use codec::compress::Codec;
+use codec::image_io::Planar;
+use codec::model::arch::{LAMBDAS, LEVELS};
+use codec::model::Model;
+use codec::weights::ModelFile;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::checkpoint::{self, State};
+use crate::data::{self, Dataset};
+use crate::rng::Rng;
+
+/// Everything a run is configured by; stored in every checkpoint.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    pub data: PathBuf,
+    pub val: Option<PathBuf>,
+    pub val_images: usize,
+    pub run: PathBuf,
+    pub batch: usize,
+    pub crop: u32,
+    pub max_short: u32,
+    pub steps: u64,
+    pub lr: f64,
+    pub warmup: u64,
+    pub clip: f32,
+    pub checkpoint_minutes: f64,
+    pub val_every: u64,
+    pub minutes: Option<f64>,
+    pub seed: u64,
+}
+
+impl Config {
+    /// Learning rate at `step`: linear warm-up, then cosine decay to 5% of the peak.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if step < self.warmup {
+            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        let t = ((step - self.warmup) as f64 / (self.steps.saturating_sub(self.warmup)).max(1) as f64).min(1.0);
+        self.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+    }
+}
+
+/// Set by SIGINT/SIGTERM: the loop saves a checkpoint and stops.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+struct Log(std::fs::File);
+
+impl Log {
+    fn open(run: &Path) -> Result<Self, String> {
+        let p = run.join("log.jsonl");
+        std::fs::OpenOptions::new().create(true).append(true).open(&p).map(Log).map_err(|e| format!("cannot open {}: {e}", p.display()))
+    }
+
+    fn write(&mut self, v: serde_json::Value) {
+        // A full disk must not kill a long run; the checkpoint is what matters.
+        let _ = writeln!(self.0, "{v}");
+        let _ = self.0.flush();
+    }
+}
+
+/// Validation in real bytes: each image coded at qualities 1, 4 and 8 through the
+/// deterministic entropy path, then decoded. Returns per-quality (bpp, PSNR) means.
+pub fn validate<B: burn::tensor::backend::Backend>(model: &Model<B>, images: &[Planar], device: &B::Device) -> Result<Vec<(f32, f64, f64)>, String> {
+    let codec = Codec::<B>::new(ModelFile::from_model(model), device.clone()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for q in [1.0f32, 4.0, 8.0] {
+        let (mut bpp, mut psnr) = (0.0, 0.0);
+        for img in images {
+            let bytes = codec.compress(img, q).map_err(|e| e.to_string())?;
+            let rec = codec.decompress(&bytes).map_err(|e| e.to_string())?;
+            bpp += 8.0 * bytes.len() as f64 / f64::from(img.width * img.height);
+            psnr += codec::metrics::psnr_rgb8(img, &rec);
+        }
+        out.push((q, bpp / images.len() as f64, psnr / images.len() as f64));
+    }
+    Ok(out)
+}
+
+pub fn train<B: AutodiffBackend>(config: Config, resume: bool, device: B::Device) -> Result<(), String> {
+    std::fs::create_dir_all(&config.run).map_err(|e| format!("cannot create {}: {e}", config.run.display()))?;
+    let optim_config = AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(config.clip)));
+    let mut optim = optim_config.init::<B, Model<B>>();
+    let (mut model, mut state) = match checkpoint::latest(&config.run).filter(|_| resume) {
+        Some(ckpt) => {
+            let state = checkpoint::load_state(&ckpt)?;
+            optim = checkpoint::load_optim(&ckpt, optim, &device)?;
+            eprintln!("resuming from {} (step {})", ckpt.display(), state.step);
+            (checkpoint::load_model::<B>(&ckpt, &device)?, state)
+        }
+        None => {
+            if resume {
+                eprintln!("no checkpoint in {}; starting a new run", config.run.display());
+            }
+            B::seed(&device, config.seed);
+            let cfg = serde_json::to_value(&config).expect("config serializes");
+            (Model::new(&device), State { step: 0, rng: Rng::new(config.seed), seconds: 0.0, images: 0, config: cfg })
+        }
+    };
+    let mut log = Log::open(&config.run)?;
+    eprintln!("loading training images from {} ...", config.data.display());
+    let data = Arc::new(Dataset::load(&config.data, config.crop, config.max_short)?);
+    let val: Vec<Planar> = match &config.val {
+        Some(dir) if dir.is_dir() => data::list_images(dir)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .take(config.val_images)
+            .map(|p| Planar::load(p).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
+        Some(dir) => {
+            eprintln!("warning: validation folder {} not found; validation is off", dir.display());
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    eprintln!("{} training images, {} validation images", data.len(), val.len());
+    // The data thread draws from its own generator, derived from the run's so resumes repeat it.
+    let mut rng = state.rng;
+    let batches = data::prefetch(data.clone(), Rng::new(rng.next_u64()), config.batch, config.crop, 4);
+
+    let bar = ProgressBar::new(config.steps);
+    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "));
+    bar.set_position(state.step);
+    let started = Instant::now();
+    let seconds_before = state.seconds;
+    let mut last_ckpt = Instant::now();
+    let mut window = (Instant::now(), 0u64);
+    let pixels = (config.batch * (config.crop * config.crop) as usize) as f32;
+    let deadline = config.minutes.map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
+    let mut skipped = 0u64;
+
+    while state.step < config.steps && !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+        let batch = batches.recv().map_err(|_| "data thread stopped".to_string())?;
+        let level = rng.below(LEVELS as u64) as usize;
+        let x = Tensor::<B, 4>::from_data(TensorData::new(batch, [config.batch, 3, config.crop as usize, config.crop as usize]), &device);
+        let out = model.forward(x.clone(), (level + 1) as f32);
+        let mse = (out.x_hat - x).powi_scalar(2).mean();
+        let bpp = out.bits.sum().div_scalar(pixels);
+        let loss = mse.clone().mul_scalar(LAMBDAS[level] * 255.0 * 255.0) + bpp.clone();
+        // One device read per step for all three statistics.
+        let stats = Tensor::cat(vec![loss.clone().reshape([1]), mse.reshape([1]), bpp.reshape([1])], 0).into_data().convert::<f64>().to_vec::<f64>().expect("float data");
+        let (loss_v, mse_v, bpp_v) = (stats[0], stats[1], stats[2]);
+        if !loss_v.is_finite() {
+            skipped += 1;
+            log.write(serde_json::json!({"step": state.step, "skipped": "non-finite loss", "level": level, "skipped_total": skipped}));
+            state.step += 1;
+            continue;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(config.lr_at(state.step), model, grads);
+        state.step += 1;
+        state.images += config.batch as u64;
+        window.1 += config.batch as u64;
+
+        let psnr = -10.0 * mse_v.max(1e-12).log10();
+        if state.step % 10 == 0 || state.step == 1 {
+            let img_s = window.1 as f64 / window.0.elapsed().as_secs_f64();
+            window = (Instant::now(), 0);
+            bar.set_message(format!("loss {loss_v:.3} bpp {bpp_v:.3} psnr {psnr:.2} q{} {img_s:.1} img/s", level + 1));
+            log.write(serde_json::json!({"step": state.step, "loss": loss_v, "bpp": bpp_v, "psnr": psnr, "level": level + 1, "lr": config.lr_at(state.step), "img_s": img_s, "images": state.images}));
+        }
+        bar.set_position(state.step);
+
+        if !val.is_empty() && config.val_every > 0 && state.step % config.val_every == 0 {
+            let inner = model.valid();
+            match validate(&inner, &val, &device) {
+                Ok(points) => {
+                    let pts: Vec<_> = points.iter().map(|(q, b, p)| serde_json::json!({"quality": q, "bpp": b, "psnr": p})).collect();
+                    bar.println(format!("step {}: validation {}", state.step, points.iter().map(|(q, b, p)| format!("q{q}: {b:.3} bpp {p:.2} dB")).collect::<Vec<_>>().join(", ")));
+                    log.write(serde_json::json!({"step": state.step, "validation": pts}));
+                }
+                Err(e) => bar.println(format!("step {}: validation failed: {e}", state.step)),
+            }
+        }
+        if last_ckpt.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 {
+            state.rng = rng;
+            state.seconds = seconds_before + started.elapsed().as_secs_f64();
+            let p = checkpoint::save(&config.run, &model, &optim, &state)?;
+            bar.println(format!("checkpoint {}", p.display()));
+            last_ckpt = Instant::now();
+        }
+    }
+    state.rng = rng;
+    state.seconds = seconds_before + started.elapsed().as_secs_f64();
+    let p = checkpoint::save(&config.run, &model, &optim, &state)?;
+    bar.finish_and_clear();
+    eprintln!("stopped at step {} after {:.1} min; checkpoint {}", state.step, state.seconds / 60.0, p.display());
+    log.write(serde_json::json!({"step": state.step, "checkpoint": p.display().to_string(), "seconds": state.seconds}));
+    Ok(())
+}
