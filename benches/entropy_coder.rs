@@ -2,7 +2,7 @@
 //! Gaussian-distributed latents with a realistic spread of scale indexes.
 //! Run with `cargo bench -p entropy`; `ember bench entropy` prints the same figures as a table.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use entropy::GaussianTables;
 
 fn bench(c: &mut Criterion) {

@@ -42,7 +42,9 @@ impl BackendKind {
 
     /// The fastest CPU backend built (GPUs are chosen explicitly, since a machine may lack one).
     pub fn default_kind() -> Option<BackendKind> {
-        Self::built().into_iter().find(|k| !matches!(k, BackendKind::TchCuda | BackendKind::Cuda))
+        Self::built()
+            .into_iter()
+            .find(|k| !matches!(k, BackendKind::TchCuda | BackendKind::Cuda))
     }
 
     pub fn name(self) -> &'static str {
@@ -65,14 +67,25 @@ pub trait Job {
 /// Runs `job` on `kind`, or explains that this binary was built without it.
 pub fn run<J: Job>(kind: BackendKind, job: J) -> Result<J::Output, String> {
     let missing = || {
-        let built: Vec<&str> = BackendKind::built().into_iter().map(BackendKind::name).collect();
-        format!("backend {} is not built into this binary (built: {})", kind.name(), built.join(", "))
+        let built: Vec<&str> = BackendKind::built()
+            .into_iter()
+            .map(BackendKind::name)
+            .collect();
+        format!(
+            "backend {} is not built into this binary (built: {})",
+            kind.name(),
+            built.join(", ")
+        )
     };
     match kind {
         #[cfg(feature = "tch")]
-        BackendKind::Tch => Ok(job.run::<burn::backend::LibTorch>(burn::backend::libtorch::LibTorchDevice::Cpu)),
+        BackendKind::Tch => {
+            Ok(job.run::<burn::backend::LibTorch>(burn::backend::libtorch::LibTorchDevice::Cpu))
+        }
         #[cfg(feature = "tch")]
-        BackendKind::TchCuda => Ok(job.run::<burn::backend::LibTorch>(burn::backend::libtorch::LibTorchDevice::Cuda(0))),
+        BackendKind::TchCuda => Ok(
+            job.run::<burn::backend::LibTorch>(burn::backend::libtorch::LibTorchDevice::Cuda(0))
+        ),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => Ok(job.run::<burn::backend::Cuda>(Default::default())),
         #[cfg(feature = "wgpu")]

@@ -38,7 +38,9 @@ pub enum SectionKind {
 
 impl SectionKind {
     fn from_u8(v: u8) -> Option<Self> {
-        [Self::Hyper, Self::Anchors, Self::NonAnchors].into_iter().find(|k| *k as u8 == v)
+        [Self::Hyper, Self::Anchors, Self::NonAnchors]
+            .into_iter()
+            .find(|k| *k as u8 == v)
     }
 }
 
@@ -86,18 +88,32 @@ pub enum FormatError {
     #[error("unsupported format version {0} (this build reads version {VERSION})")]
     UnsupportedVersion(u8),
     #[error("file is truncated: {what} needs {needed} bytes, the file has {have}")]
-    Truncated { what: &'static str, needed: u64, have: u64 },
-    #[error("section {section} runs past the end of the file: sections need {needed} bytes, the file has {have}")]
-    SectionPastEnd { section: usize, needed: u64, have: u64 },
+    Truncated {
+        what: &'static str,
+        needed: u64,
+        have: u64,
+    },
+    #[error(
+        "section {section} runs past the end of the file: sections need {needed} bytes, the file has {have}"
+    )]
+    SectionPastEnd {
+        section: usize,
+        needed: u64,
+        have: u64,
+    },
     #[error("{0} unexpected bytes after the last section")]
     TrailingBytes(u64),
-    #[error("checksum mismatch: stored CRC32 {stored:#010x}, computed {computed:#010x} (the file is corrupt)")]
+    #[error(
+        "checksum mismatch: stored CRC32 {stored:#010x}, computed {computed:#010x} (the file is corrupt)"
+    )]
     CrcMismatch { stored: u32, computed: u32 },
     #[error("reserved header flags {0:#04x} are set")]
     ReservedFlags(u8),
     #[error("unknown model id {0} (this build knows {known})", known = known_models())]
     UnknownModel(u16),
-    #[error("image size {width}x{height} is out of range (sides 1..={MAX_SIDE}, at most {MAX_PIXELS} pixels)")]
+    #[error(
+        "image size {width}x{height} is out of range (sides 1..={MAX_SIDE}, at most {MAX_PIXELS} pixels)"
+    )]
     BadDimensions { width: u32, height: u32 },
     #[error("invalid header field {field} = {value}")]
     BadField { field: &'static str, value: u32 },
@@ -108,21 +124,42 @@ pub enum FormatError {
 }
 
 fn known_models() -> String {
-    ModelId::ALL.iter().map(|m| format!("{} = {}", *m as u16, m.name())).collect::<Vec<_>>().join(", ")
+    ModelId::ALL
+        .iter()
+        .map(|m| format!("{} = {}", *m as u16, m.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_header(h: &Header) -> Result<(), FormatError> {
-    if h.width == 0 || h.height == 0 || h.width > MAX_SIDE || h.height > MAX_SIDE || u64::from(h.width) * u64::from(h.height) > MAX_PIXELS {
-        return Err(FormatError::BadDimensions { width: h.width, height: h.height });
+    if h.width == 0
+        || h.height == 0
+        || h.width > MAX_SIDE
+        || h.height > MAX_SIDE
+        || u64::from(h.width) * u64::from(h.height) > MAX_PIXELS
+    {
+        return Err(FormatError::BadDimensions {
+            width: h.width,
+            height: h.height,
+        });
     }
     if !matches!(h.channels, 1 | 3) {
-        return Err(FormatError::BadField { field: "channels", value: h.channels.into() });
+        return Err(FormatError::BadField {
+            field: "channels",
+            value: h.channels.into(),
+        });
     }
     if !matches!(h.bit_depth, 8 | 16) {
-        return Err(FormatError::BadField { field: "bit depth", value: h.bit_depth.into() });
+        return Err(FormatError::BadField {
+            field: "bit depth",
+            value: h.bit_depth.into(),
+        });
     }
     if !QUALITY_RANGE_Q8.contains(&h.quality_q8) {
-        return Err(FormatError::BadField { field: "quality", value: h.quality_q8.into() });
+        return Err(FormatError::BadField {
+            field: "quality",
+            value: h.quality_q8.into(),
+        });
     }
     Ok(())
 }
@@ -131,9 +168,11 @@ fn check_header(h: &Header) -> Result<(), FormatError> {
 /// sections, or a section of 4 GiB or more.
 pub fn write(header: &Header, sections: &[Section<'_>]) -> Result<Vec<u8>, FormatError> {
     check_header(header)?;
-    let count = u16::try_from(sections.len()).map_err(|_| FormatError::Unwritable("more than 65535 sections"))?;
+    let count = u16::try_from(sections.len())
+        .map_err(|_| FormatError::Unwritable("more than 65535 sections"))?;
     let payload: usize = sections.iter().map(|s| s.data.len()).sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + SECTION_ENTRY_LEN * sections.len() + payload + CRC_LEN);
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + SECTION_ENTRY_LEN * sections.len() + payload + CRC_LEN);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(0); // flags
@@ -149,7 +188,8 @@ pub fn write(header: &Header, sections: &[Section<'_>]) -> Result<Vec<u8>, Forma
     out.extend_from_slice(&count.to_le_bytes());
     debug_assert_eq!(out.len(), HEADER_LEN);
     for s in sections {
-        let len = u32::try_from(s.data.len()).map_err(|_| FormatError::Unwritable("a section of 4 GiB or more"))?;
+        let len = u32::try_from(s.data.len())
+            .map_err(|_| FormatError::Unwritable("a section of 4 GiB or more"))?;
         out.push(s.kind as u8);
         out.push(s.index);
         out.extend_from_slice(&len.to_le_bytes());
@@ -164,7 +204,9 @@ pub fn write(header: &Header, sections: &[Section<'_>]) -> Result<Vec<u8>, Forma
 
 /// Little-endian field access into a buffer whose length was checked beforehand.
 fn le<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    b[at..at + N].try_into().expect("length checked by the caller")
+    b[at..at + N]
+        .try_into()
+        .expect("length checked by the caller")
 }
 
 /// Parses and checks a whole stream.
@@ -174,9 +216,17 @@ fn le<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 /// then the meaning of the header fields and section kinds.
 pub fn read(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
     let have = bytes.len() as u64;
-    let truncated = |what, needed: usize| FormatError::Truncated { what, needed: needed as u64, have };
+    let truncated = |what, needed: usize| FormatError::Truncated {
+        what,
+        needed: needed as u64,
+        have,
+    };
     if bytes.len() < MAGIC.len() {
-        return Err(if MAGIC.starts_with(bytes) && !bytes.is_empty() { truncated("the magic", MAGIC.len()) } else { FormatError::BadMagic });
+        return Err(if MAGIC.starts_with(bytes) && !bytes.is_empty() {
+            truncated("the magic", MAGIC.len())
+        } else {
+            FormatError::BadMagic
+        });
     }
     if bytes[..4] != MAGIC {
         return Err(FormatError::BadMagic);
@@ -201,10 +251,27 @@ pub fn read(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
         let len = u64::from(u32::from_le_bytes(le(bytes, entry + 2)));
         let end = pos + len;
         if end > payload_limit as u64 {
-            let needed: u64 = (i..count).map(|j| u64::from(u32::from_le_bytes(le(bytes, HEADER_LEN + SECTION_ENTRY_LEN * j + 2)))).sum::<u64>() + pos + CRC_LEN as u64;
-            return Err(FormatError::SectionPastEnd { section: i, needed, have });
+            let needed: u64 = (i..count)
+                .map(|j| {
+                    u64::from(u32::from_le_bytes(le(
+                        bytes,
+                        HEADER_LEN + SECTION_ENTRY_LEN * j + 2,
+                    )))
+                })
+                .sum::<u64>()
+                + pos
+                + CRC_LEN as u64;
+            return Err(FormatError::SectionPastEnd {
+                section: i,
+                needed,
+                have,
+            });
         }
-        raw_sections.push((bytes[entry], bytes[entry + 1], &bytes[pos as usize..end as usize]));
+        raw_sections.push((
+            bytes[entry],
+            bytes[entry + 1],
+            &bytes[pos as usize..end as usize],
+        ));
         pos = end;
     }
     if pos < payload_limit as u64 {
@@ -236,11 +303,16 @@ pub fn read(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
         .into_iter()
         .enumerate()
         .map(|(section, (kind, index, data))| {
-            let kind = SectionKind::from_u8(kind).ok_or(FormatError::UnknownSection { section, kind })?;
+            let kind =
+                SectionKind::from_u8(kind).ok_or(FormatError::UnknownSection { section, kind })?;
             Ok(Section { kind, index, data })
         })
         .collect::<Result<_, _>>()?;
-    Ok(Stream { header, sections, crc: stored })
+    Ok(Stream {
+        header,
+        sections,
+        crc: stored,
+    })
 }
 
 #[cfg(test)]
@@ -249,16 +321,38 @@ mod tests {
     use proptest::prelude::*;
 
     fn header() -> Header {
-        Header { model: ModelId::MrcV1, weights_hash: 0x0123_4567_89ab_cdef, width: 768, height: 512, channels: 3, bit_depth: 8, quality_q8: 4 * 256, pad_right: 0, pad_bottom: 0 }
+        Header {
+            model: ModelId::MrcV1,
+            weights_hash: 0x0123_4567_89ab_cdef,
+            width: 768,
+            height: 512,
+            channels: 3,
+            bit_depth: 8,
+            quality_q8: 4 * 256,
+            pad_right: 0,
+            pad_bottom: 0,
+        }
     }
 
     fn sample() -> Vec<u8> {
         let z = [1u8, 2, 3, 4];
         let a = [9u8; 10];
         let sections = [
-            Section { kind: SectionKind::Hyper, index: 0, data: &z },
-            Section { kind: SectionKind::Anchors, index: 0, data: &a },
-            Section { kind: SectionKind::NonAnchors, index: 0, data: &[] },
+            Section {
+                kind: SectionKind::Hyper,
+                index: 0,
+                data: &z,
+            },
+            Section {
+                kind: SectionKind::Anchors,
+                index: 0,
+                data: &a,
+            },
+            Section {
+                kind: SectionKind::NonAnchors,
+                index: 0,
+                data: &[],
+            },
         ];
         write(&header(), &sections).unwrap()
     }
@@ -274,7 +368,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let bytes = sample();
-        assert_eq!(bytes.len(), HEADER_LEN + 3 * SECTION_ENTRY_LEN + 14 + CRC_LEN);
+        assert_eq!(
+            bytes.len(),
+            HEADER_LEN + 3 * SECTION_ENTRY_LEN + 14 + CRC_LEN
+        );
         let s = read(&bytes).unwrap();
         assert_eq!(s.header, header());
         assert_eq!(s.sections.len(), 3);
@@ -305,12 +402,30 @@ mod tests {
     #[test]
     fn each_problem_has_its_own_error() {
         let good = sample();
-        assert_eq!(read(b"GIF89a....................................."), Err(FormatError::BadMagic));
+        assert_eq!(
+            read(b"GIF89a....................................."),
+            Err(FormatError::BadMagic)
+        );
         assert_eq!(read(b""), Err(FormatError::BadMagic));
         assert!(matches!(read(b"EMB"), Err(FormatError::Truncated { .. })));
-        assert!(matches!(read(&good[..20]), Err(FormatError::Truncated { what: "the header", .. })));
-        assert!(matches!(read(&good[..40]), Err(FormatError::Truncated { what: "the section table", .. })));
-        assert!(matches!(read(&good[..good.len() - 1]), Err(FormatError::SectionPastEnd { section: 1, .. })));
+        assert!(matches!(
+            read(&good[..20]),
+            Err(FormatError::Truncated {
+                what: "the header",
+                ..
+            })
+        ));
+        assert!(matches!(
+            read(&good[..40]),
+            Err(FormatError::Truncated {
+                what: "the section table",
+                ..
+            })
+        ));
+        assert!(matches!(
+            read(&good[..good.len() - 1]),
+            Err(FormatError::SectionPastEnd { section: 1, .. })
+        ));
         let mut longer = good.clone();
         longer.insert(good.len() - 4, 0);
         assert_eq!(read(&longer), Err(FormatError::TrailingBytes(1)));
@@ -319,29 +434,56 @@ mod tests {
         assert_eq!(read(&v2), Err(FormatError::UnsupportedVersion(2)));
         let mut flipped = good.clone();
         flipped[52] ^= 0x10;
-        assert!(matches!(read(&flipped), Err(FormatError::CrcMismatch { .. })));
+        assert!(matches!(
+            read(&flipped),
+            Err(FormatError::CrcMismatch { .. })
+        ));
         let mut model = good.clone();
         model[6] = 99;
         assert_eq!(read(&reseal(model)), Err(FormatError::UnknownModel(99)));
         let mut wide = good.clone();
         wide[16..20].copy_from_slice(&65_536u32.to_le_bytes());
-        assert_eq!(read(&reseal(wide)), Err(FormatError::BadDimensions { width: 65_536, height: 512 }));
+        assert_eq!(
+            read(&reseal(wide)),
+            Err(FormatError::BadDimensions {
+                width: 65_536,
+                height: 512
+            })
+        );
         let mut huge = good.clone();
         huge[16..20].copy_from_slice(&20_000u32.to_le_bytes());
         huge[20..24].copy_from_slice(&20_000u32.to_le_bytes());
-        assert!(matches!(read(&reseal(huge)), Err(FormatError::BadDimensions { .. })));
+        assert!(matches!(
+            read(&reseal(huge)),
+            Err(FormatError::BadDimensions { .. })
+        ));
         let mut zero = good.clone();
         zero[20..24].copy_from_slice(&0u32.to_le_bytes());
-        assert!(matches!(read(&reseal(zero)), Err(FormatError::BadDimensions { .. })));
+        assert!(matches!(
+            read(&reseal(zero)),
+            Err(FormatError::BadDimensions { .. })
+        ));
         let mut kind = good.clone();
         kind[38] = 7;
-        assert_eq!(read(&reseal(kind)), Err(FormatError::UnknownSection { section: 1, kind: 7 }));
+        assert_eq!(
+            read(&reseal(kind)),
+            Err(FormatError::UnknownSection {
+                section: 1,
+                kind: 7
+            })
+        );
         let mut flags = good.clone();
         flags[5] = 1;
         assert_eq!(read(&reseal(flags)), Err(FormatError::ReservedFlags(1)));
         let mut depth = good;
         depth[25] = 12;
-        assert_eq!(read(&reseal(depth)), Err(FormatError::BadField { field: "bit depth", value: 12 }));
+        assert_eq!(
+            read(&reseal(depth)),
+            Err(FormatError::BadField {
+                field: "bit depth",
+                value: 12
+            })
+        );
     }
 
     #[test]
@@ -350,7 +492,13 @@ mod tests {
         let mut b = sample()[..HEADER_LEN].to_vec();
         b[30..32].copy_from_slice(&u16::MAX.to_le_bytes());
         b.extend_from_slice(&[0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0]);
-        assert!(matches!(read(&b), Err(FormatError::Truncated { what: "the section table", .. })));
+        assert!(matches!(
+            read(&b),
+            Err(FormatError::Truncated {
+                what: "the section table",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -10,13 +10,13 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use entropy::{GaussianTables, FactorizedTables};
+use entropy::{FactorizedTables, GaussianTables};
 
 use crate::bitstream::{self, FormatError, Header, Section, SectionKind};
 use crate::detnet::{EntropyPath, Map};
 use crate::image_io::Planar;
-use crate::model::arch::{self, M, PAD_TO, SLICES, Y_STRIDE, Z};
 use crate::model::Model;
+use crate::model::arch::{self, M, PAD_TO, SLICES, Y_STRIDE, Z};
 use crate::weights::{ModelFile, WeightsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,9 @@ pub enum CodecError {
     Entropy(#[from] entropy::CodingError),
     #[error("quality {0} is outside 1..=8")]
     BadQuality(f32),
-    #[error("stream was made by model {stream:016x}, but the loaded model is {loaded:016x}; decode with the model that encoded it")]
+    #[error(
+        "stream was made by model {stream:016x}, but the loaded model is {loaded:016x}; decode with the model that encoded it"
+    )]
     WrongWeights { stream: u64, loaded: u64 },
     #[error("stream is inconsistent: {0}")]
     Inconsistent(String),
@@ -53,7 +55,7 @@ pub struct Latents {
 
 /// A checkerboard position is an anchor when `(row + col)` is even.
 fn is_anchor(pos: usize, w: usize) -> bool {
-    (pos / w + pos % w) % 2 == 0
+    (pos / w + pos % w).is_multiple_of(2)
 }
 
 /// Quality as stored: 1/256 steps. Encoder and decoder both use the stored value.
@@ -73,7 +75,12 @@ impl<B: Backend> Codec<B> {
     pub fn new(file: ModelFile, device: B::Device) -> Result<Self, CodecError> {
         let model = file.to_burn::<B>(&device)?;
         let path = EntropyPath::load(&file)?;
-        Ok(Self { file, model, path, device })
+        Ok(Self {
+            file,
+            model,
+            path,
+            device,
+        })
     }
 
     fn tensor(&self, data: Vec<f32>, shape: [usize; 4]) -> Tensor<B, 4> {
@@ -81,7 +88,10 @@ impl<B: Backend> Codec<B> {
     }
 
     fn to_vec(t: Tensor<B, 4>) -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec::<f32>().expect("float tensor")
+        t.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("float tensor")
     }
 
     /// Compresses `image` at quality `q` (1..=8).
@@ -90,7 +100,11 @@ impl<B: Backend> Codec<B> {
     }
 
     /// [`compress`](Self::compress), also returning the coded symbols.
-    pub fn compress_with_latents(&self, image: &Planar, q: f32) -> Result<(Vec<u8>, Latents), CodecError> {
+    pub fn compress_with_latents(
+        &self,
+        image: &Planar,
+        q: f32,
+    ) -> Result<(Vec<u8>, Latents), CodecError> {
         let q8 = quality_q8(q)?;
         let qf = f32::from(q8) / 256.0;
         let (pixels, pw, ph) = image.padded(PAD_TO);
@@ -98,44 +112,49 @@ impl<B: Backend> Codec<B> {
         let x = self.tensor(pixels, [1, 3, ph, pw]);
         let y = self.model.analysis(x, qf);
         let z = self.model.hyper_analysis(y.clone());
-        let y = Map { c: M, h: hy, w: wy, data: Self::to_vec(y) };
-        let z_sym: Vec<i32> = Self::to_vec(z).iter().map(|v| v.round_ties_even() as i32).collect();
+        let y = Map {
+            c: M,
+            h: hy,
+            w: wy,
+            data: Self::to_vec(y),
+        };
+        let z_sym: Vec<i32> = Self::to_vec(z)
+            .iter()
+            .map(|v| v.round_ties_even() as i32)
+            .collect();
         let (hz, wz) = (hy / 4, wy / 4);
-        let z_hat = Map { c: Z, h: hz, w: wz, data: z_sym.iter().map(|&v| v as f32).collect() };
-        let mut payloads = vec![(SectionKind::Hyper, 0u8, encode_z(&z_sym, hz * wz, &self.file.factorized)?)];
+        let z_hat = Map {
+            c: Z,
+            h: hz,
+            w: wz,
+            data: z_sym.iter().map(|&v| v as f32).collect(),
+        };
+        let mut payloads = vec![(
+            SectionKind::Hyper,
+            0u8,
+            encode_z(&z_sym, hz * wz, &self.file.factorized)?,
+        )];
 
-        let hyper = self.path.hyper(&z_hat);
-        let gauss = GaussianTables::shared();
-        let mut y_hat = Map::zeros(M, hy, wy);
-        let mut y_syms = Vec::new();
-        for k in 0..SLICES.len() {
-            let (start, c) = (arch::slice_start(k), SLICES[k]);
-            let prev = (k > 0).then(|| y_hat.channels(0, start));
-            let base = self.path.slice_base(k, &hyper, prev.as_ref());
-            let mut slice_hat = Map::zeros(c, hy, wy);
-            let mut slice_syms = Vec::new();
-            for anchors in [true, false] {
-                let spatial = if anchors { Map::zeros(arch::SPATIAL, hy, wy) } else { self.path.spatial(k, &slice_hat) };
-                let p = self.path.params(k, &base, &spatial);
-                let (mut syms, mut idx) = (Vec::new(), Vec::new());
-                for ch in 0..c {
-                    let src = y.plane(start + ch);
-                    for pos in (0..hy * wy).filter(|&pos| is_anchor(pos, wy) == anchors) {
-                        let i = ch * hy * wy + pos;
-                        let (mu, s) = (p.mean.data[i], p.scale.data[i]);
-                        let sym = (src[pos] - mu).round_ties_even() as i32;
-                        syms.push(sym);
-                        idx.push(u16::from(gauss.index_for_scale(scale_q16(s))));
-                        slice_hat.data[i] = sym as f32 + mu;
-                    }
-                }
-                let kind = if anchors { SectionKind::Anchors } else { SectionKind::NonAnchors };
-                payloads.push((kind, k as u8, entropy::encode(&syms, &idx, gauss.tables())?));
-                slice_syms.extend(syms);
-            }
-            y_hat.data[start * hy * wy..(start + c) * hy * wy].copy_from_slice(&slice_hat.data);
-            y_syms.push(slice_syms);
-        }
+        let (_, y_syms) = self.code_slices(&z_hat, hy, wy, |k, anchors, pass| {
+            let start = arch::slice_start(k) * hy * wy;
+            let syms: Vec<i32> = pass
+                .positions
+                .iter()
+                .zip(&pass.mean)
+                .map(|(&i, &mu)| (y.data[start + i] - mu).round_ties_even() as i32)
+                .collect();
+            let kind = if anchors {
+                SectionKind::Anchors
+            } else {
+                SectionKind::NonAnchors
+            };
+            payloads.push((
+                kind,
+                k as u8,
+                entropy::encode(&syms, &pass.tables, GaussianTables::shared().tables())?,
+            ));
+            Ok(syms)
+        })?;
 
         let header = Header {
             model: self.file.model,
@@ -148,9 +167,22 @@ impl<B: Backend> Codec<B> {
             pad_right: (pw - image.width as usize) as u8,
             pad_bottom: (ph - image.height as usize) as u8,
         };
-        let sections: Vec<Section<'_>> = payloads.iter().map(|(kind, index, data)| Section { kind: *kind, index: *index, data }).collect();
+        let sections: Vec<Section<'_>> = payloads
+            .iter()
+            .map(|(kind, index, data)| Section {
+                kind: *kind,
+                index: *index,
+                data,
+            })
+            .collect();
         let bytes = bitstream::write(&header, &sections)?;
-        Ok((bytes, Latents { z: z_sym, y: y_syms }))
+        Ok((
+            bytes,
+            Latents {
+                z: z_sym,
+                y: y_syms,
+            },
+        ))
     }
 
     /// Decompresses a stream made by a model with the same weights.
@@ -163,70 +195,185 @@ impl<B: Backend> Codec<B> {
         let stream = bitstream::read(bytes)?;
         let h = &stream.header;
         if h.weights_hash != self.file.hash {
-            return Err(CodecError::WrongWeights { stream: h.weights_hash, loaded: self.file.hash });
+            return Err(CodecError::WrongWeights {
+                stream: h.weights_hash,
+                loaded: self.file.hash,
+            });
         }
-        let (pw, ph) = (h.width as usize + usize::from(h.pad_right), h.height as usize + usize::from(h.pad_bottom));
-        if pw % PAD_TO != 0 || ph % PAD_TO != 0 || usize::from(h.pad_right) >= PAD_TO || usize::from(h.pad_bottom) >= PAD_TO {
-            return Err(CodecError::Inconsistent(format!("padding {}x{} does not round {}x{} to a multiple of {PAD_TO}", h.pad_right, h.pad_bottom, h.width, h.height)));
+        let (pw, ph) = (
+            h.width as usize + usize::from(h.pad_right),
+            h.height as usize + usize::from(h.pad_bottom),
+        );
+        if pw % PAD_TO != 0
+            || ph % PAD_TO != 0
+            || usize::from(h.pad_right) >= PAD_TO
+            || usize::from(h.pad_bottom) >= PAD_TO
+        {
+            return Err(CodecError::Inconsistent(format!(
+                "padding {}x{} does not round {}x{} to a multiple of {PAD_TO}",
+                h.pad_right, h.pad_bottom, h.width, h.height
+            )));
         }
-        let expected: Vec<(SectionKind, u8)> =
-            std::iter::once((SectionKind::Hyper, 0)).chain((0..SLICES.len() as u8).flat_map(|k| [(SectionKind::Anchors, k), (SectionKind::NonAnchors, k)])).collect();
-        let found: Vec<(SectionKind, u8)> = stream.sections.iter().map(|s| (s.kind, s.index)).collect();
+        let expected: Vec<(SectionKind, u8)> = std::iter::once((SectionKind::Hyper, 0))
+            .chain(
+                (0..SLICES.len() as u8)
+                    .flat_map(|k| [(SectionKind::Anchors, k), (SectionKind::NonAnchors, k)]),
+            )
+            .collect();
+        let found: Vec<(SectionKind, u8)> =
+            stream.sections.iter().map(|s| (s.kind, s.index)).collect();
         if found != expected {
-            return Err(CodecError::Inconsistent(format!("expected {} sections (hyper-latent, then anchors and non-anchors of {} slices), found {:?}", expected.len(), SLICES.len(), found)));
+            return Err(CodecError::Inconsistent(format!(
+                "expected {} sections (hyper-latent, then anchors and non-anchors of {} slices), found {:?}",
+                expected.len(),
+                SLICES.len(),
+                found
+            )));
         }
         let (hy, wy) = (ph / Y_STRIDE, pw / Y_STRIDE);
         let (hz, wz) = (hy / 4, wy / 4);
         let z_sym = decode_z(stream.sections[0].data, Z, hz * wz, &self.file.factorized)?;
-        let z_hat = Map { c: Z, h: hz, w: wz, data: z_sym.iter().map(|&v| v as f32).collect() };
-        let hyper = self.path.hyper(&z_hat);
-        let gauss = GaussianTables::shared();
-        let mut y_hat = Map::zeros(M, hy, wy);
-        let mut y_syms = Vec::new();
-        for k in 0..SLICES.len() {
-            let (start, c) = (arch::slice_start(k), SLICES[k]);
-            let prev = (k > 0).then(|| y_hat.channels(0, start));
-            let base = self.path.slice_base(k, &hyper, prev.as_ref());
-            let mut slice_hat = Map::zeros(c, hy, wy);
-            let mut slice_syms = Vec::new();
-            for (pass, anchors) in [true, false].into_iter().enumerate() {
-                let spatial = if anchors { Map::zeros(arch::SPATIAL, hy, wy) } else { self.path.spatial(k, &slice_hat) };
-                let p = self.path.params(k, &base, &spatial);
-                let positions: Vec<usize> = (0..c).flat_map(|ch| (0..hy * wy).filter(move |&pos| is_anchor(pos, wy) == anchors).map(move |pos| ch * hy * wy + pos)).collect();
-                let idx: Vec<u16> = positions.iter().map(|&i| u16::from(gauss.index_for_scale(scale_q16(p.scale.data[i])))).collect();
-                let syms = entropy::decode(stream.sections[1 + 2 * k + pass].data, &idx, gauss.tables())?;
-                for (&i, &sym) in positions.iter().zip(&syms) {
-                    slice_hat.data[i] = sym as f32 + p.mean.data[i];
-                }
-                slice_syms.extend(syms);
-            }
-            y_hat.data[start * hy * wy..(start + c) * hy * wy].copy_from_slice(&slice_hat.data);
-            y_syms.push(slice_syms);
-        }
-        let x_hat = self.model.synthesis(self.tensor(y_hat.data, [1, M, hy, wy]), f32::from(h.quality_q8) / 256.0);
+        let z_hat = Map {
+            c: Z,
+            h: hz,
+            w: wz,
+            data: z_sym.iter().map(|&v| v as f32).collect(),
+        };
+        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |k, anchors, pass| {
+            let section = stream.sections[1 + 2 * k + usize::from(!anchors)].data;
+            Ok(entropy::decode(
+                section,
+                &pass.tables,
+                GaussianTables::shared().tables(),
+            )?)
+        })?;
+        let x_hat = self.model.synthesis(
+            self.tensor(y_hat.data, [1, M, hy, wy]),
+            f32::from(h.quality_q8) / 256.0,
+        );
         let full = Self::to_vec(x_hat);
         let (w, hh) = (h.width as usize, h.height as usize);
         let mut rgb = Vec::with_capacity(3 * w * hh);
         for c in 0..3 {
             for yy in 0..hh {
-                rgb.extend(full[(c * ph + yy) * pw..(c * ph + yy) * pw + w].iter().map(|v| v.clamp(0.0, 1.0)));
+                rgb.extend(
+                    full[(c * ph + yy) * pw..(c * ph + yy) * pw + w]
+                        .iter()
+                        .map(|v| v.clamp(0.0, 1.0)),
+                );
             }
         }
-        let image = Planar { width: h.width, height: h.height, channels: h.channels, bit_depth: h.bit_depth, rgb };
-        Ok((image, Latents { z: z_sym, y: y_syms }))
+        let image = Planar {
+            width: h.width,
+            height: h.height,
+            channels: h.channels,
+            bit_depth: h.bit_depth,
+            rgb,
+        };
+        Ok((
+            image,
+            Latents {
+                z: z_sym,
+                y: y_syms,
+            },
+        ))
+    }
+}
+
+/// One checkerboard pass of one slice, as [`Codec::code_slices`] hands it to the coder.
+struct Pass {
+    /// Positions coded in this pass, as indices into the slice's `[c, h, w]` planes, in
+    /// coding order (channel-major, then row-major).
+    positions: Vec<usize>,
+    /// Predicted mean at each position.
+    mean: Vec<f32>,
+    /// Gaussian table index at each position.
+    tables: Vec<u16>,
+}
+
+impl<B: Backend> Codec<B> {
+    /// Runs the entropy model over every slice and pass in coding order — the one wiring of
+    /// contexts that encoder and decoder share. `code(k, anchors, pass)` produces the pass's
+    /// symbols (the encoder by quantizing `y`, the decoder by reading the stream); the driver
+    /// reconstructs `ŷ = symbol + μ`, which feeds the later contexts. Returns `ŷ` and the
+    /// symbols of each slice (anchors, then non-anchors).
+    fn code_slices(
+        &self,
+        z_hat: &Map,
+        hy: usize,
+        wy: usize,
+        mut code: impl FnMut(usize, bool, &Pass) -> Result<Vec<i32>, CodecError>,
+    ) -> Result<(Map, Vec<Vec<i32>>), CodecError> {
+        let hyper = self.path.hyper(z_hat);
+        let gauss = GaussianTables::shared();
+        let hw = hy * wy;
+        let mut y_hat = Map::zeros(M, hy, wy);
+        let mut symbols = Vec::with_capacity(SLICES.len());
+        for (k, &c) in SLICES.iter().enumerate() {
+            let start = arch::slice_start(k);
+            let prev = (k > 0).then(|| y_hat.channels(0, start));
+            let base = self.path.slice_base(k, &hyper, prev.as_ref());
+            let mut slice_hat = Map::zeros(c, hy, wy);
+            let mut slice_syms = Vec::new();
+            for anchors in [true, false] {
+                let spatial = if anchors {
+                    Map::zeros(arch::SPATIAL, hy, wy)
+                } else {
+                    self.path.spatial(k, &slice_hat)
+                };
+                let p = self.path.params(k, &base, &spatial);
+                let positions: Vec<usize> = (0..c)
+                    .flat_map(|ch| {
+                        (0..hw)
+                            .filter(move |&pos| is_anchor(pos, wy) == anchors)
+                            .map(move |pos| ch * hw + pos)
+                    })
+                    .collect();
+                let pass = Pass {
+                    mean: positions.iter().map(|&i| p.mean.data[i]).collect(),
+                    tables: positions
+                        .iter()
+                        .map(|&i| u16::from(gauss.index_for_scale(scale_q16(p.scale.data[i]))))
+                        .collect(),
+                    positions,
+                };
+                let syms = code(k, anchors, &pass)?;
+                for ((&i, &mu), &sym) in pass.positions.iter().zip(&pass.mean).zip(&syms) {
+                    slice_hat.data[i] = sym as f32 + mu;
+                }
+                slice_syms.extend(syms);
+            }
+            y_hat.data[start * hw..(start + c) * hw].copy_from_slice(&slice_hat.data);
+            symbols.push(slice_syms);
+        }
+        Ok((y_hat, symbols))
     }
 }
 
 /// ẑ in channel-major order, each channel under its own table.
-fn encode_z(z: &[i32], per_channel: usize, tables: &FactorizedTables) -> Result<Vec<u8>, CodecError> {
+fn encode_z(
+    z: &[i32],
+    per_channel: usize,
+    tables: &FactorizedTables,
+) -> Result<Vec<u8>, CodecError> {
     let idx: Vec<u16> = (0..z.len()).map(|i| (i / per_channel) as u16).collect();
     Ok(entropy::encode(z, &idx, tables.tables())?)
 }
 
-fn decode_z(data: &[u8], channels: usize, per_channel: usize, tables: &FactorizedTables) -> Result<Vec<i32>, CodecError> {
+fn decode_z(
+    data: &[u8],
+    channels: usize,
+    per_channel: usize,
+    tables: &FactorizedTables,
+) -> Result<Vec<i32>, CodecError> {
     if tables.tables().len() != channels {
-        return Err(CodecError::Inconsistent(format!("model has {} hyper-latent tables for {channels} channels", tables.tables().len())));
+        return Err(CodecError::Inconsistent(format!(
+            "model has {} hyper-latent tables for {channels} channels",
+            tables.tables().len()
+        )));
     }
-    let idx: Vec<u16> = (0..channels * per_channel).map(|i| (i / per_channel) as u16).collect();
+    let idx: Vec<u16> = (0..channels * per_channel)
+        .map(|i| (i / per_channel) as u16)
+        .collect();
     Ok(entropy::decode(data, &idx, tables.tables())?)
 }

@@ -20,8 +20,8 @@
 
 use rayon::prelude::*;
 
-use crate::model::arch::{self, AGG, CTX, HYPER, SLICES, SPATIAL, SPATIAL_K, Z};
 use crate::model::HS_MID;
+use crate::model::arch::{self, AGG, CTX, HYPER, SLICES, SPATIAL, SPATIAL_K, Z};
 use crate::weights::{ModelFile, WeightsError};
 
 /// A feature map `[c, h, w]`, row-major.
@@ -35,7 +35,12 @@ pub struct Map {
 
 impl Map {
     pub fn zeros(c: usize, h: usize, w: usize) -> Self {
-        Self { c, h, w, data: vec![0.0; c * h * w] }
+        Self {
+            c,
+            h,
+            w,
+            data: vec![0.0; c * h * w],
+        }
     }
 
     pub fn plane(&self, c: usize) -> &[f32] {
@@ -45,7 +50,12 @@ impl Map {
     /// Channels `start .. start + len`.
     pub fn channels(&self, start: usize, len: usize) -> Map {
         let hw = self.h * self.w;
-        Map { c: len, h: self.h, w: self.w, data: self.data[start * hw..(start + len) * hw].to_vec() }
+        Map {
+            c: len,
+            h: self.h,
+            w: self.w,
+            data: self.data[start * hw..(start + len) * hw].to_vec(),
+        }
     }
 
     /// Concatenation along channels.
@@ -56,7 +66,12 @@ impl Map {
             assert_eq!((p.h, p.w), (h, w), "concatenated maps differ in size");
             data.extend_from_slice(&p.data);
         }
-        Map { c: parts.iter().map(|p| p.c).sum(), h, w, data }
+        Map {
+            c: parts.iter().map(|p| p.c).sum(),
+            h,
+            w,
+            data,
+        }
     }
 
     fn relu(mut self) -> Map {
@@ -78,12 +93,20 @@ pub struct Conv {
 }
 
 impl Conv {
-    fn load(file: &ModelFile, prefix: &str, cin: usize, cout: usize, k: usize) -> Result<Self, WeightsError> {
+    fn load(
+        file: &ModelFile,
+        prefix: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+    ) -> Result<Self, WeightsError> {
         Ok(Self {
             cout,
             cin,
             k,
-            weight: file.tensor(&format!("{prefix}.weight"), &[cout, cin, k, k])?.to_vec(),
+            weight: file
+                .tensor(&format!("{prefix}.weight"), &[cout, cin, k, k])?
+                .to_vec(),
             bias: file.tensor(&format!("{prefix}.bias"), &[cout])?.to_vec(),
         })
     }
@@ -91,39 +114,48 @@ impl Conv {
     /// Applies the convolution. Each output channel is computed by one thread, in the fixed
     /// order described in the module documentation.
     pub fn forward(&self, x: &Map) -> Map {
-        assert_eq!(x.c, self.cin, "convolution input has {} channels, expected {}", x.c, self.cin);
+        assert_eq!(
+            x.c, self.cin,
+            "convolution input has {} channels, expected {}",
+            x.c, self.cin
+        );
         let (h, w, k) = (x.h, x.w, self.k);
         let pad = k / 2;
         let mut out = Map::zeros(self.cout, h, w);
-        out.data.par_chunks_mut(h * w).enumerate().for_each(|(o, plane)| {
-            plane.fill(self.bias[o]);
-            for i in 0..self.cin {
-                let input = x.plane(i);
-                let taps = &self.weight[(o * self.cin + i) * k * k..(o * self.cin + i + 1) * k * k];
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let wv = taps[ky * k + kx];
-                        // Output columns whose input column x + kx − pad lies inside the row.
-                        let x0 = pad.saturating_sub(kx);
-                        let x1 = (w + pad).saturating_sub(kx).min(w);
-                        if x0 >= x1 {
-                            continue;
-                        }
-                        for y in 0..h {
-                            let iy = y + ky;
-                            if iy < pad || iy - pad >= h {
+        out.data
+            .par_chunks_mut(h * w)
+            .enumerate()
+            .for_each(|(o, plane)| {
+                plane.fill(self.bias[o]);
+                for i in 0..self.cin {
+                    let input = x.plane(i);
+                    let taps =
+                        &self.weight[(o * self.cin + i) * k * k..(o * self.cin + i + 1) * k * k];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let wv = taps[ky * k + kx];
+                            // Output columns whose input column x + kx − pad lies inside the row.
+                            let x0 = pad.saturating_sub(kx);
+                            let x1 = (w + pad).saturating_sub(kx).min(w);
+                            if x0 >= x1 {
                                 continue;
                             }
-                            let src = &input[(iy - pad) * w + x0 + kx - pad..(iy - pad) * w + x1 + kx - pad];
-                            let dst = &mut plane[y * w + x0..y * w + x1];
-                            for (d, s) in dst.iter_mut().zip(src) {
-                                *d += wv * *s;
+                            for y in 0..h {
+                                let iy = y + ky;
+                                if iy < pad || iy - pad >= h {
+                                    continue;
+                                }
+                                let src = &input[(iy - pad) * w + x0 + kx - pad
+                                    ..(iy - pad) * w + x1 + kx - pad];
+                                let dst = &mut plane[y * w + x0..y * w + x1];
+                                for (d, s) in dst.iter_mut().zip(src) {
+                                    *d += wv * *s;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
         out
     }
 }
@@ -138,7 +170,8 @@ pub fn depth_to_space(x: &Map) -> Map {
                 let src = x.plane(4 * ch + 2 * i + j);
                 for y in 0..x.h {
                     for xx in 0..x.w {
-                        out.data[(ch * 2 * x.h + 2 * y + i) * 2 * x.w + 2 * xx + j] = src[y * x.w + xx];
+                        out.data[(ch * 2 * x.h + 2 * y + i) * 2 * x.w + 2 * xx + j] =
+                            src[y * x.w + xx];
                     }
                 }
             }
@@ -176,7 +209,16 @@ impl EntropyPath {
         for (k, &c) in SLICES.iter().enumerate() {
             let p = format!("slices.{k}");
             let channel = if k > 0 {
-                Some((Conv::load(file, &format!("{p}.channel.c1"), arch::slice_start(k), CTX, 1)?, Conv::load(file, &format!("{p}.channel.c2"), CTX, CTX, 3)?))
+                Some((
+                    Conv::load(
+                        file,
+                        &format!("{p}.channel.c1"),
+                        arch::slice_start(k),
+                        CTX,
+                        1,
+                    )?,
+                    Conv::load(file, &format!("{p}.channel.c2"), CTX, CTX, 3)?,
+                ))
             } else {
                 None
             };
@@ -240,10 +282,23 @@ mod tests {
     #[test]
     fn conv_matches_direct_definition() {
         let (cin, cout, k, h, w) = (3, 2, 3, 4, 5);
-        let weight: Vec<f32> = (0..cout * cin * k * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let weight: Vec<f32> = (0..cout * cin * k * k)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
         let bias = vec![0.5, -0.25];
-        let conv = Conv { cout, cin, k, weight: weight.clone(), bias: bias.clone() };
-        let x = Map { c: cin, h, w, data: (0..cin * h * w).map(|i| (i as f32 * 0.11).cos()).collect() };
+        let conv = Conv {
+            cout,
+            cin,
+            k,
+            weight: weight.clone(),
+            bias: bias.clone(),
+        };
+        let x = Map {
+            c: cin,
+            h,
+            w,
+            data: (0..cin * h * w).map(|i| (i as f32 * 0.11).cos()).collect(),
+        };
         let y = conv.forward(&x);
         for o in 0..cout {
             for yy in 0..h as isize {
@@ -254,7 +309,9 @@ mod tests {
                             for kx in 0..k as isize {
                                 let (iy, ix) = (yy + ky - 1, xx + kx - 1);
                                 if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                                    want += weight[((o * cin + i) * k + ky as usize) * k + kx as usize] * x.data[(i * h + iy as usize) * w + ix as usize];
+                                    want += weight
+                                        [((o * cin + i) * k + ky as usize) * k + kx as usize]
+                                        * x.data[(i * h + iy as usize) * w + ix as usize];
                                 }
                             }
                         }
@@ -269,7 +326,12 @@ mod tests {
 
     #[test]
     fn depth_to_space_layout() {
-        let x = Map { c: 4, h: 1, w: 1, data: vec![0.0, 1.0, 2.0, 3.0] };
+        let x = Map {
+            c: 4,
+            h: 1,
+            w: 1,
+            data: vec![0.0, 1.0, 2.0, 3.0],
+        };
         assert_eq!(depth_to_space(&x).data, vec![0.0, 1.0, 2.0, 3.0]);
     }
 }

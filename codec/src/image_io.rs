@@ -28,8 +28,14 @@ pub struct Planar {
 pub enum ImageError {
     #[error("cannot read image {0}: {1}")]
     Read(String, String),
-    #[error("image {path} is {width}x{height}; Ember codes sides up to {MAX_SIDE} and at most {MAX_PIXELS} pixels")]
-    TooLarge { path: String, width: u32, height: u32 },
+    #[error(
+        "image {path} is {width}x{height}; Ember codes sides up to {MAX_SIDE} and at most {MAX_PIXELS} pixels"
+    )]
+    TooLarge {
+        path: String,
+        width: u32,
+        height: u32,
+    },
     #[error("cannot write {0}: {1}")]
     Write(String, String),
 }
@@ -49,10 +55,21 @@ impl Planar {
         let name = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| ImageError::Read(name.clone(), e.to_string());
         let bytes = std::fs::read(path).map_err(|e| err(&e))?;
-        let open = || ImageReader::new(Cursor::new(&bytes)).with_guessed_format().map_err(|e| err(&e));
+        let open = || {
+            ImageReader::new(Cursor::new(&bytes))
+                .with_guessed_format()
+                .map_err(|e| err(&e))
+        };
         let (width, height) = open()?.into_dimensions().map_err(|e| err(&e))?;
-        if u64::from(width) * u64::from(height) > MAX_PIXELS || width > MAX_SIDE || height > MAX_SIDE {
-            return Err(ImageError::TooLarge { path: name, width, height });
+        if u64::from(width) * u64::from(height) > MAX_PIXELS
+            || width > MAX_SIDE
+            || height > MAX_SIDE
+        {
+            return Err(ImageError::TooLarge {
+                path: name,
+                width,
+                height,
+            });
         }
         let mut reader = open()?;
         reader.limits(limits());
@@ -64,7 +81,11 @@ impl Planar {
         use image::ColorType::*;
         let color = img.color();
         let gray = matches!(color, L8 | La8 | L16 | La16);
-        let bit_depth = if matches!(color, L16 | La16 | Rgb16 | Rgba16 | Rgb32F | Rgba32F) { 16 } else { 8 };
+        let bit_depth = if matches!(color, L16 | La16 | Rgb16 | Rgba16 | Rgb32F | Rgba32F) {
+            16
+        } else {
+            8
+        };
         let rgb16 = img.to_rgb16();
         let (w, h) = rgb16.dimensions();
         let n = (w * h) as usize;
@@ -74,7 +95,13 @@ impl Planar {
                 rgb[c * n + i] = f32::from(p[c]) / 65535.0;
             }
         }
-        Self { width: w, height: h, channels: if gray { 1 } else { 3 }, bit_depth, rgb }
+        Self {
+            width: w,
+            height: h,
+            channels: if gray { 1 } else { 3 },
+            bit_depth,
+            rgb,
+        }
     }
 
     /// Samples quantized to the recorded depth, interleaved, gray averaged from RGB.
@@ -83,9 +110,13 @@ impl Planar {
         let max = if self.bit_depth == 16 { 65535.0 } else { 255.0 };
         let q = |v: f32| (v.clamp(0.0, 1.0) * max).round() as u16;
         if self.channels == 1 {
-            (0..n).map(|i| q((self.rgb[i] + self.rgb[n + i] + self.rgb[2 * n + i]) / 3.0)).collect()
+            (0..n)
+                .map(|i| q((self.rgb[i] + self.rgb[n + i] + self.rgb[2 * n + i]) / 3.0))
+                .collect()
         } else {
-            (0..n).flat_map(|i| [q(self.rgb[i]), q(self.rgb[n + i]), q(self.rgb[2 * n + i])]).collect()
+            (0..n)
+                .flat_map(|i| [q(self.rgb[i]), q(self.rgb[n + i]), q(self.rgb[2 * n + i])])
+                .collect()
         }
     }
 
@@ -94,10 +125,20 @@ impl Planar {
         let (w, h) = (self.width, self.height);
         let s = self.samples();
         match (self.channels, self.bit_depth) {
-            (1, 16) => DynamicImage::ImageLuma16(image::ImageBuffer::from_raw(w, h, s).expect("size matches")),
-            (1, _) => DynamicImage::ImageLuma8(image::ImageBuffer::from_raw(w, h, s.iter().map(|&v| v as u8).collect()).expect("size matches")),
-            (_, 16) => DynamicImage::ImageRgb16(image::ImageBuffer::from_raw(w, h, s).expect("size matches")),
-            _ => DynamicImage::ImageRgb8(image::ImageBuffer::from_raw(w, h, s.iter().map(|&v| v as u8).collect()).expect("size matches")),
+            (1, 16) => DynamicImage::ImageLuma16(
+                image::ImageBuffer::from_raw(w, h, s).expect("size matches"),
+            ),
+            (1, _) => DynamicImage::ImageLuma8(
+                image::ImageBuffer::from_raw(w, h, s.iter().map(|&v| v as u8).collect())
+                    .expect("size matches"),
+            ),
+            (_, 16) => DynamicImage::ImageRgb16(
+                image::ImageBuffer::from_raw(w, h, s).expect("size matches"),
+            ),
+            _ => DynamicImage::ImageRgb8(
+                image::ImageBuffer::from_raw(w, h, s.iter().map(|&v| v as u8).collect())
+                    .expect("size matches"),
+            ),
         }
     }
 
@@ -109,16 +150,23 @@ impl Planar {
 
     /// Writes a PNG atomically.
     pub fn save_png(&self, path: &Path) -> Result<(), ImageError> {
-        let err = |e: &dyn std::fmt::Display| ImageError::Write(path.display().to_string(), e.to_string());
+        let err = |e: &dyn std::fmt::Display| {
+            ImageError::Write(path.display().to_string(), e.to_string())
+        };
         let mut bytes = Vec::new();
-        self.to_dynamic().write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).map_err(|e| err(&e))?;
+        self.to_dynamic()
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .map_err(|e| err(&e))?;
         crate::fsutil::write_atomic(path, &bytes).map_err(|e| err(&e))
     }
 
     /// Pads right and bottom to multiples of `multiple` by replicating the last column/row.
     pub fn padded(&self, multiple: usize) -> (Vec<f32>, usize, usize) {
         let (w, h) = (self.width as usize, self.height as usize);
-        let (pw, ph) = (w.div_ceil(multiple) * multiple, h.div_ceil(multiple) * multiple);
+        let (pw, ph) = (
+            w.div_ceil(multiple) * multiple,
+            h.div_ceil(multiple) * multiple,
+        );
         let mut out = vec![0.0; 3 * pw * ph];
         for c in 0..3 {
             for y in 0..ph {

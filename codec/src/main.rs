@@ -134,14 +134,27 @@ fn run(command: Command) -> Result<(), String> {
             }
             match failures {
                 0 => Ok(()),
-                n => Err(format!("{n} of {} files are not valid Ember streams", files.len())),
+                n => Err(format!(
+                    "{n} of {} files are not valid Ember streams",
+                    files.len()
+                )),
             }
         }
-        Command::Bench { target: BenchTarget::Entropy, symbols, .. } => {
+        Command::Bench {
+            target: BenchTarget::Entropy,
+            symbols,
+            ..
+        } => {
             bench_entropy(symbols);
             Ok(())
         }
-        Command::Bench { target: BenchTarget::Codec, image, backend, model, .. } => {
+        Command::Bench {
+            target: BenchTarget::Codec,
+            image,
+            backend,
+            model,
+            ..
+        } => {
             let image = match image {
                 Some(p) => Planar::load(&p).map_err(|e| e.to_string())?,
                 None => default_bench_image()?,
@@ -150,33 +163,73 @@ fn run(command: Command) -> Result<(), String> {
             let kind = pick_backend(backend)?;
             backends::run(kind, BenchJob { file, image, kind })?
         }
-        Command::Encode { input, output, quality, backend, model } => {
+        Command::Encode {
+            input,
+            output,
+            quality,
+            backend,
+            model,
+        } => {
+            if !(1.0..=8.0).contains(&quality) {
+                return Err(format!("quality {quality} is outside 1..=8"));
+            }
             let image = Planar::load(&input).map_err(|e| e.to_string())?;
             let file = load_model(model.as_deref())?;
             let t = std::time::Instant::now();
-            let bytes = backends::run(pick_backend(backend)?, EncodeJob { file, image: image.clone(), quality })??;
-            codec::fsutil::write_atomic(&output, &bytes).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            let bytes = backends::run(
+                pick_backend(backend)?,
+                EncodeJob {
+                    file,
+                    image: image.clone(),
+                    quality,
+                },
+            )??;
+            codec::fsutil::write_atomic(&output, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
             let bpp = 8.0 * bytes.len() as f64 / (f64::from(image.width) * f64::from(image.height));
-            println!("{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}) in {:.2} s", output.display(), bytes.len(), image.width, image.height, t.elapsed().as_secs_f64());
+            println!(
+                "{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}) in {:.2} s",
+                output.display(),
+                bytes.len(),
+                image.width,
+                image.height,
+                t.elapsed().as_secs_f64()
+            );
             Ok(())
         }
-        Command::Decode { input, output, backend, model } => {
+        Command::Decode {
+            input,
+            output,
+            backend,
+            model,
+        } => {
             let bytes = read_stream_file(&input)?;
             // Check the container before loading a model, so a bad file fails fast and clearly.
             bitstream::read(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
             let file = load_model(model.as_deref())?;
             let t = std::time::Instant::now();
-            let image = backends::run(pick_backend(backend)?, DecodeJob { file, bytes }).and_then(|r| r.map_err(|e| format!("{}: {e}", input.display())))?;
+            let image = backends::run(pick_backend(backend)?, DecodeJob { file, bytes })
+                .and_then(|r| r.map_err(|e| format!("{}: {e}", input.display())))?;
             image.save_png(&output).map_err(|e| e.to_string())?;
-            println!("{}: {}x{} in {:.2} s", output.display(), image.width, image.height, t.elapsed().as_secs_f64());
+            println!(
+                "{}: {}x{} in {:.2} s",
+                output.display(),
+                image.width,
+                image.height,
+                t.elapsed().as_secs_f64()
+            );
             Ok(())
         }
-        Command::Eval { .. } => Err("eval is not implemented yet; encode, decode, info and bench work".into()),
+        Command::Eval { .. } => {
+            Err("eval is not implemented yet; encode, decode, info and bench work".into())
+        }
     }
 }
 
 fn pick_backend(explicit: Option<BackendKind>) -> Result<BackendKind, String> {
-    explicit.or_else(BackendKind::default_kind).ok_or_else(|| "this binary was built without any backend".into())
+    explicit
+        .or_else(BackendKind::default_kind)
+        .ok_or_else(|| "this binary was built without any backend".into())
 }
 
 fn load_model(explicit: Option<&Path>) -> Result<ModelFile, String> {
@@ -194,7 +247,9 @@ impl Job for EncodeJob {
     type Output = Result<Vec<u8>, String>;
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
         let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
-        codec.compress(&self.image, self.quality).map_err(|e| e.to_string())
+        codec
+            .compress(&self.image, self.quality)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -213,24 +268,40 @@ impl Job for DecodeJob {
 
 /// The first Kodak image if the shared data is present, else a synthetic 768x512 picture.
 fn default_bench_image() -> Result<Planar, String> {
-    let kodak = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/kodak/kodim01.png");
+    let kodak =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/kodak/kodim01.png");
     if kodak.is_file() {
         return Planar::load(&kodak).map_err(|e| e.to_string());
     }
     let (w, h) = (768u32, 512u32);
     let n = (w * h) as usize;
-    let rgb = (0..3 * n).map(|i| {
-        let (c, p) = (i / n, i % n);
-        let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
-        0.5 + 0.3 * ((x * 0.05 + c as f32).sin() * (y * 0.031).cos()) + 0.1 * ((x * 1.7 + y * 2.3).sin())
-    }).collect();
-    Ok(Planar { width: w, height: h, channels: 3, bit_depth: 8, rgb })
+    let rgb = (0..3 * n)
+        .map(|i| {
+            let (c, p) = (i / n, i % n);
+            let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
+            0.5 + 0.3 * ((x * 0.05 + c as f32).sin() * (y * 0.031).cos())
+                + 0.1 * ((x * 1.7 + y * 2.3).sin())
+        })
+        .collect();
+    Ok(Planar {
+        width: w,
+        height: h,
+        channels: 3,
+        bit_depth: 8,
+        rgb,
+    })
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux; `None` elsewhere).
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -247,7 +318,12 @@ impl Job for BenchJob {
         let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
         let load = t.elapsed().as_secs_f64();
         let threads = rayon::current_num_threads();
-        println!("codec: {}x{} image, backend {}, {threads} threads, model load {load:.2} s, best of 3 after a warm-up run", self.image.width, self.image.height, self.kind.name());
+        println!(
+            "codec: {}x{} image, backend {}, {threads} threads, model load {load:.2} s, best of 3 after a warm-up run",
+            self.image.width,
+            self.image.height,
+            self.kind.name()
+        );
         println!("| quality | bytes | bpp    | PSNR dB | encode s | decode s |");
         println!("|---------|-------|--------|---------|----------|----------|");
         for q in [1.0f32, 4.0, 8.0] {
@@ -262,9 +338,15 @@ impl Job for BenchJob {
                 rec = Some(codec.decompress(&bytes).map_err(|e| e.to_string())?);
                 dec = dec.min(t.elapsed().as_secs_f64());
             }
-            let psnr = codec::metrics::psnr_rgb8(&self.image, rec.as_ref().expect("decoded at least once"));
+            let psnr = codec::metrics::psnr_rgb8(
+                &self.image,
+                rec.as_ref().expect("decoded at least once"),
+            );
             let bpp = 8.0 * bytes.len() as f64 / f64::from(self.image.width * self.image.height);
-            println!("| {q:>7} | {:>5} | {bpp:>6.4} | {psnr:>7.2} | {enc:>8.3} | {dec:>8.3} |", bytes.len());
+            println!(
+                "| {q:>7} | {:>5} | {bpp:>6.4} | {psnr:>7.2} | {enc:>8.3} | {dec:>8.3} |",
+                bytes.len()
+            );
         }
         if let Some(m) = peak_rss_mib() {
             println!("peak resident memory: {m:.0} MiB");
@@ -280,7 +362,11 @@ fn read_stream_file(path: &Path) -> Result<Vec<u8>, String> {
         return Err(format!("{}: is a directory", path.display()));
     }
     if meta.len() > MAX_STREAM_BYTES {
-        return Err(format!("{}: {} bytes is larger than any Ember stream can be", path.display(), meta.len()));
+        return Err(format!(
+            "{}: {} bytes is larger than any Ember stream can be",
+            path.display(),
+            meta.len()
+        ));
     }
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -290,10 +376,27 @@ fn info(path: &Path) -> Result<(), String> {
     let s = bitstream::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let h = &s.header;
     let pixels = f64::from(h.width) * f64::from(h.height);
-    println!("file       {} ({} bytes, {:.4} bpp)", path.display(), bytes.len(), 8.0 * bytes.len() as f64 / pixels);
+    println!(
+        "file       {} ({} bytes, {:.4} bpp)",
+        path.display(),
+        bytes.len(),
+        8.0 * bytes.len() as f64 / pixels
+    );
     println!("format     Ember v{}", bitstream::VERSION);
-    println!("model      {} (id {}), weights {:016x}", h.model.name(), h.model as u16, h.weights_hash);
-    println!("image      {}x{}, {} channel{}, {}-bit", h.width, h.height, h.channels, if h.channels == 1 { "" } else { "s" }, h.bit_depth);
+    println!(
+        "model      {} (id {}), weights {:016x}",
+        h.model.name(),
+        h.model as u16,
+        h.weights_hash
+    );
+    println!(
+        "image      {}x{}, {} channel{}, {}-bit",
+        h.width,
+        h.height,
+        h.channels,
+        if h.channels == 1 { "" } else { "s" },
+        h.bit_depth
+    );
     println!("quality    {:.3}", f64::from(h.quality_q8) / 256.0);
     println!("padding    right {}, bottom {}", h.pad_right, h.pad_bottom);
     println!("crc32      {:08x} (ok)", s.crc);
@@ -312,7 +415,9 @@ fn info(path: &Path) -> Result<(), String> {
 fn bench_entropy(symbols: usize) {
     let symbols = symbols.max(1);
     let (enc, dec, bits) = entropy::bench_data::throughput(symbols, 5);
-    println!("entropy coder: 1 thread, {symbols} synthetic latents over 64 Gaussian scale tables, best of 5");
+    println!(
+        "entropy coder: 1 thread, {symbols} synthetic latents over 64 Gaussian scale tables, best of 5"
+    );
     println!("| pass   | M symbols/s | ns/symbol |");
     println!("|--------|-------------|-----------|");
     for (name, rate) in [("encode", enc), ("decode", dec)] {

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use burn::module::ParamId;
 use burn::store::{ModuleSnapshot, TensorSnapshot};
-use burn::tensor::backend::Backend;
 use burn::tensor::TensorData;
+use burn::tensor::backend::Backend;
 use entropy::FactorizedTables;
 use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
@@ -33,7 +33,10 @@ const MAX_FILE_BYTES: u64 = 512 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("cannot read model file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("model file {0} is not a valid Ember model: {1}")]
     Invalid(String, String),
 }
@@ -70,7 +73,12 @@ impl ModelFile {
             let data = data.convert::<f32>().to_vec::<f32>().expect("float tensor");
             tensors.insert(snap.full_path(), NamedTensor { shape, data });
         }
-        let mut file = Self { model: ModelId::MrcV1, tensors, factorized: model.bottleneck.export_tables(), hash: 0 };
+        let mut file = Self {
+            model: ModelId::MrcV1,
+            tensors,
+            factorized: model.bottleneck.export_tables(),
+            hash: 0,
+        };
         // Round-trip through the stored precision so that the in-memory file equals a loaded one.
         let bytes = file.to_bytes();
         file = Self::from_bytes(&bytes, "<memory>").expect("a file this module wrote parses");
@@ -89,7 +97,9 @@ impl ModelFile {
             let shape = snap.shape.to_vec();
             let numel: usize = shape.iter().product();
             // FNV-1a of the name keys each tensor's stream of values.
-            let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
             let mut state = seed ^ key;
             let mut uniform = move || {
                 // SplitMix64, then the top 24 bits as an exact f32 in [-1, 1).
@@ -108,11 +118,17 @@ impl ModelFile {
             } else if name.ends_with(".beta") {
                 vec![1.0; numel]
             } else if name.ends_with(".gamma") {
-                (0..numel).map(|i| if i % (shape[0] + 1) == 0 { 0.3 } else { 0.0 }).collect()
+                (0..numel)
+                    .map(|i| if i % (shape[0] + 1) == 0 { 0.3 } else { 0.0 })
+                    .collect()
             } else if name == "gain" {
-                (0..numel).map(|i| 4.0 * (1 + i / shape[1]) as f32).collect()
+                (0..numel)
+                    .map(|i| 4.0 * (1 + i / shape[1]) as f32)
+                    .collect()
             } else if name == "inv_gain" {
-                (0..numel).map(|i| 0.25 / (1 + i / shape[1]) as f32).collect()
+                (0..numel)
+                    .map(|i| 0.25 / (1 + i / shape[1]) as f32)
+                    .collect()
             } else {
                 vec![0.0; numel]
             };
@@ -123,12 +139,20 @@ impl ModelFile {
         let tables: Vec<_> = (0..channels)
             .map(|c| {
                 let r = 4 + (c % 13) as i32;
-                let masses: Vec<u128> = (-r..=r).map(|v| 1u128 << (60 - 3 * v.unsigned_abs().min(20))).collect();
-                entropy::CdfTable::from_masses(-r, &masses, 1 << 10).expect("small tables are valid")
+                let masses: Vec<u128> = (-r..=r)
+                    .map(|v| 1u128 << (60 - 3 * v.unsigned_abs().min(20)))
+                    .collect();
+                entropy::CdfTable::from_masses(-r, &masses, 1 << 10)
+                    .expect("small tables are valid")
             })
             .collect();
         let factorized = FactorizedTables::from_tables(tables).expect("one table per channel");
-        let file = Self { model: ModelId::MrcV1, tensors, factorized, hash: 0 };
+        let file = Self {
+            model: ModelId::MrcV1,
+            tensors,
+            factorized,
+            hash: 0,
+        };
         Self::from_bytes(&file.to_bytes(), "<synthetic>").expect("a file this module wrote parses")
     }
 
@@ -137,7 +161,11 @@ impl ModelFile {
         let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         for (name, t) in &self.tensors {
             if t.data.len() > F16_ABOVE {
-                let bytes = t.data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+                let bytes = t
+                    .data
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect();
                 buffers.push((name.clone(), Dtype::F16, t.shape.clone(), bytes));
             } else {
                 let bytes = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -145,47 +173,100 @@ impl ModelFile {
             }
         }
         let tables = self.factorized.to_bytes();
-        buffers.push((FACTORIZED.to_string(), Dtype::U8, vec![tables.len()], tables));
+        buffers.push((
+            FACTORIZED.to_string(),
+            Dtype::U8,
+            vec![tables.len()],
+            tables,
+        ));
         let views: Vec<(String, TensorView<'_>)> = buffers
             .iter()
-            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("shape matches data")))
+            .map(|(n, d, s, b)| {
+                (
+                    n.clone(),
+                    TensorView::new(*d, s.clone(), b).expect("shape matches data"),
+                )
+            })
             .collect();
-        let meta = std::collections::HashMap::from([(ARCH_KEY.to_string(), self.model.name().to_string())]);
+        let meta = std::collections::HashMap::from([(
+            ARCH_KEY.to_string(),
+            self.model.name().to_string(),
+        )]);
         safetensors::serialize(views, Some(meta)).expect("in-memory serialization cannot fail")
     }
 
     /// Parses a model file; `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, WeightsError> {
         let invalid = |m: String| WeightsError::Invalid(origin.to_string(), m);
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
-        let arch = meta.metadata().as_ref().and_then(|m| m.get(ARCH_KEY)).cloned().unwrap_or_default();
-        let model = ModelId::ALL.into_iter().find(|m| m.name() == arch).ok_or_else(|| invalid(format!("unknown architecture {arch:?}")))?;
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
+        let (_, meta) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| invalid(e.to_string()))?;
+        let arch = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(ARCH_KEY))
+            .cloned()
+            .unwrap_or_default();
+        let model = ModelId::ALL
+            .into_iter()
+            .find(|m| m.name() == arch)
+            .ok_or_else(|| invalid(format!("unknown architecture {arch:?}")))?;
+        let st =
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
         let mut tensors = BTreeMap::new();
         let mut factorized = None;
         for (name, view) in st.tensors() {
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
-                Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                Dtype::F16 => raw
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
                 Dtype::U8 if name == FACTORIZED => {
-                    factorized = Some(FactorizedTables::from_bytes(raw).map_err(|e| invalid(format!("factorized tables: {e}")))?);
+                    factorized = Some(
+                        FactorizedTables::from_bytes(raw)
+                            .map_err(|e| invalid(format!("factorized tables: {e}")))?,
+                    );
                     continue;
                 }
-                other => return Err(invalid(format!("tensor {name} has unsupported type {other:?}"))),
+                other => {
+                    return Err(invalid(format!(
+                        "tensor {name} has unsupported type {other:?}"
+                    )));
+                }
             };
-            tensors.insert(name, NamedTensor { shape: view.shape().to_vec(), data });
+            tensors.insert(
+                name,
+                NamedTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
         }
         let factorized = factorized.ok_or_else(|| invalid("no factorized tables".into()))?;
-        Ok(Self { model, tensors, factorized, hash: fingerprint(bytes) })
+        Ok(Self {
+            model,
+            tensors,
+            factorized,
+            hash: fingerprint(bytes),
+        })
     }
 
     /// Reads a model file from disk, refusing absurd sizes before allocating.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
-        let io = |source| WeightsError::Io { path: path.display().to_string(), source };
+        let io = |source| WeightsError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let len = std::fs::metadata(path).map_err(io)?.len();
         if len > MAX_FILE_BYTES {
-            return Err(WeightsError::Invalid(path.display().to_string(), format!("{len} bytes is too large for a model")));
+            return Err(WeightsError::Invalid(
+                path.display().to_string(),
+                format!("{len} bytes is too large for a model"),
+            ));
         }
         let bytes = std::fs::read(path).map_err(io)?;
         Self::from_bytes(&bytes, &path.display().to_string())
@@ -198,9 +279,14 @@ impl ModelFile {
 
     /// A tensor by module path, checked against the expected shape.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32], WeightsError> {
-        let t = self.tensors.get(name).ok_or_else(|| WeightsError::Invalid("model".into(), format!("missing tensor {name}")))?;
+        let t = self.tensors.get(name).ok_or_else(|| {
+            WeightsError::Invalid("model".into(), format!("missing tensor {name}"))
+        })?;
         if t.shape != shape {
-            return Err(WeightsError::Invalid("model".into(), format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape)));
+            return Err(WeightsError::Invalid(
+                "model".into(),
+                format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape),
+            ));
         }
         Ok(&t.data)
     }
@@ -213,14 +299,22 @@ impl ModelFile {
             .iter()
             .map(|(name, t)| {
                 let data = TensorData::new(t.data.clone(), t.shape.clone());
-                TensorSnapshot::from_data(data, name.split('.').map(String::from).collect(), Vec::new(), ParamId::new())
+                TensorSnapshot::from_data(
+                    data,
+                    name.split('.').map(String::from).collect(),
+                    Vec::new(),
+                    ParamId::new(),
+                )
             })
             .collect();
         let result = model.apply(snapshots, None, None, true);
         if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
             return Err(WeightsError::Invalid(
                 "model".into(),
-                format!("weights do not match the architecture (missing {:?}, unused {:?}, errors {:?})", result.missing, result.unused, result.errors),
+                format!(
+                    "weights do not match the architecture (missing {:?}, unused {:?}, errors {:?})",
+                    result.missing, result.unused, result.errors
+                ),
             ));
         }
         Ok(model)
@@ -238,7 +332,11 @@ mod tests {
         let model = Model::<NdArray>::new(&dev);
         let file = ModelFile::from_model(&model);
         let params: usize = file.tensors.values().map(|t| t.data.len()).sum();
-        eprintln!("{} tensors, {params} parameters, {} bytes", file.tensors.len(), file.to_bytes().len());
+        eprintln!(
+            "{} tensors, {params} parameters, {} bytes",
+            file.tensors.len(),
+            file.to_bytes().len()
+        );
         for name in file.tensors.keys().take(200) {
             eprintln!("{name} {:?}", file.tensors[name].shape);
         }

@@ -39,11 +39,19 @@ pub fn model_search_path() -> Vec<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("EMBER_MODEL") {
         paths.push(p.into());
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.to_path_buf())) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.to_path_buf()))
+    {
         paths.push(dir.join(DEFAULT_MODEL_FILE));
         paths.push(dir.join("models").join(DEFAULT_MODEL_FILE));
     }
-    paths.push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("models").join(DEFAULT_MODEL_FILE));
+    paths.push(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("models")
+            .join(DEFAULT_MODEL_FILE),
+    );
     paths
 }
 
@@ -54,8 +62,15 @@ pub fn find_model(explicit: Option<&std::path::Path>) -> Result<std::path::PathB
         return Ok(p.to_path_buf());
     }
     let candidates = model_search_path();
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        format!("no model file found (looked for {}); pass --model or set EMBER_MODEL", list.join(", "))
-    })
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "no model file found (looked for {}); pass --model or set EMBER_MODEL",
+                list.join(", ")
+            )
+        })
 }

@@ -7,18 +7,43 @@ use codec::bitstream::{self, Header, Section, SectionKind};
 use codec::zoo::ModelId;
 
 fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().expect("ember runs")
+    Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .output()
+        .expect("ember runs")
 }
 
 fn stream() -> Vec<u8> {
-    let header = Header { model: ModelId::MrcV1, weights_hash: 42, width: 17, height: 33, channels: 3, bit_depth: 8, quality_q8: 512, pad_right: 47, pad_bottom: 31 };
+    let header = Header {
+        model: ModelId::MrcV1,
+        weights_hash: 42,
+        width: 17,
+        height: 33,
+        channels: 3,
+        bit_depth: 8,
+        quality_q8: 512,
+        pad_right: 47,
+        pad_bottom: 31,
+    };
     let z = [7u8; 12];
     let a = [1u8; 100];
     let n = [2u8; 64];
     let sections = [
-        Section { kind: SectionKind::Hyper, index: 0, data: &z },
-        Section { kind: SectionKind::Anchors, index: 0, data: &a },
-        Section { kind: SectionKind::NonAnchors, index: 0, data: &n },
+        Section {
+            kind: SectionKind::Hyper,
+            index: 0,
+            data: &z,
+        },
+        Section {
+            kind: SectionKind::Anchors,
+            index: 0,
+            data: &a,
+        },
+        Section {
+            kind: SectionKind::NonAnchors,
+            index: 0,
+            data: &n,
+        },
     ];
     bitstream::write(&header, &sections).unwrap()
 }
@@ -34,7 +59,10 @@ fn assert_one_line_error(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
     assert_eq!(err.lines().count(), 1, "stderr: {err}");
-    assert!(err.starts_with("ember: error: ") && err.contains(needle), "stderr: {err}");
+    assert!(
+        err.starts_with("ember: error: ") && err.contains(needle),
+        "stderr: {err}"
+    );
 }
 
 #[test]
@@ -42,9 +70,22 @@ fn info_prints_header_and_sections() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "ok.ember", &stream());
     let out = ember(&["info", &f]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in ["Ember v1", "ember-mrc-v1", "17x33", "quality    2.000", "hyper-latent", "slice 0 anchors", "100 bytes", "slice 0 non-anchors"] {
+    for needle in [
+        "Ember v1",
+        "ember-mrc-v1",
+        "17x33",
+        "quality    2.000",
+        "hyper-latent",
+        "slice 0 anchors",
+        "100 bytes",
+        "slice 0 non-anchors",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
 }
@@ -59,9 +100,17 @@ fn info_names_the_problem_of_bad_files() {
     v9[4] = 9;
     let cases: [(&str, &[u8], &str); 6] = [
         ("truncated-header", &good[..20], "truncated"),
-        ("truncated-payload", &good[..good.len() - 30], "runs past the end"),
+        (
+            "truncated-payload",
+            &good[..good.len() - 30],
+            "runs past the end",
+        ),
         ("flipped", &flipped, "checksum mismatch"),
-        ("foreign", b"\x89PNG\r\n\x1a\nthis is not ember", "not an Ember file"),
+        (
+            "foreign",
+            b"\x89PNG\r\n\x1a\nthis is not ember",
+            "not an Ember file",
+        ),
         ("empty", b"", "not an Ember file"),
         ("version", &v9, "unsupported format version 9"),
     ];
@@ -69,8 +118,14 @@ fn info_names_the_problem_of_bad_files() {
         let f = write(dir.path(), name, bytes);
         assert_one_line_error(&ember(&["info", &f]), needle);
     }
-    assert_one_line_error(&ember(&["info", "/definitely/not/here.ember"]), "No such file");
-    assert_one_line_error(&ember(&["info", dir.path().to_str().unwrap()]), "is a directory");
+    assert_one_line_error(
+        &ember(&["info", "/definitely/not/here.ember"]),
+        "No such file",
+    );
+    assert_one_line_error(
+        &ember(&["info", dir.path().to_str().unwrap()]),
+        "is a directory",
+    );
 }
 
 #[test]
@@ -90,9 +145,43 @@ fn every_single_bit_flip_is_rejected_without_panicking() {
 }
 
 #[test]
-fn model_commands_fail_clearly_without_a_model() {
-    let out = ember(&["encode", "in.png", "-o", "out.ember"]);
-    assert_one_line_error(&out, "no trained model");
+fn encode_and_decode_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_model = dir.path().join("none.safetensors");
+    let m = missing_model.to_str().unwrap();
+    let img = write(dir.path(), "in.png", b"not really a png");
+    assert_one_line_error(
+        &ember(&["encode", "/no/such/image.png", "-o", "x.ember"]),
+        "cannot read image",
+    );
+    assert_one_line_error(
+        &ember(&["encode", &img, "-o", "x.ember", "--model", m]),
+        "cannot read image",
+    );
+    let good = write(dir.path(), "ok.ember", &stream());
+    assert_one_line_error(
+        &ember(&["decode", &good, "-o", "x.png", "--model", m]),
+        "cannot read model file",
+    );
+    let bad_model = write(dir.path(), "bad.safetensors", b"garbage");
+    assert_one_line_error(
+        &ember(&["decode", &good, "-o", "x.png", "--model", &bad_model]),
+        "not a valid Ember model",
+    );
+    assert_one_line_error(
+        &ember(&[
+            "decode",
+            &write(dir.path(), "cut.ember", &stream()[..30]),
+            "-o",
+            "x.png",
+        ]),
+        "truncated",
+    );
+    assert_one_line_error(
+        &ember(&["encode", &img, "-o", "x.ember", "--quality", "9"]),
+        "quality 9 is outside",
+    );
+    assert!(!dir.path().join("x.png").exists() && !dir.path().join("x.ember").exists());
 }
 
 #[test]
@@ -100,5 +189,8 @@ fn bench_entropy_prints_a_table() {
     let out = ember(&["bench", "entropy", "--symbols", "20000"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("| encode |") && text.contains("| decode |"), "{text}");
+    assert!(
+        text.contains("| encode |") && text.contains("| decode |"),
+        "{text}"
+    );
 }

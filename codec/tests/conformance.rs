@@ -29,34 +29,59 @@ fn dir() -> PathBuf {
 
 #[test]
 fn synthetic_model_is_pinned() {
-    assert_eq!(synthetic().hash, SYNTHETIC_HASH, "the conformance model changed; golden streams would no longer match it");
+    assert_eq!(
+        synthetic().hash,
+        SYNTHETIC_HASH,
+        "the conformance model changed; golden streams would no longer match it"
+    );
 }
 
 #[test]
 fn golden_streams_decode_exactly() {
     let model = synthetic();
     let write = std::env::var_os("EMBER_WRITE_GOLDEN").is_some();
-    let mut manifest = String::from("# name latents-crc32 (decoded symbols of ẑ then every slice, i32 LE)\n");
+    let mut manifest =
+        String::from("# name latents-crc32 (decoded symbols of ẑ then every slice, i32 LE)\n");
     let recorded = std::fs::read_to_string(dir().join("MANIFEST")).unwrap_or_default();
     for (name, w, h, ch, depth, q) in CASES {
         let stream = dir().join(format!("{name}.ember"));
         let reference = dir().join(format!("{name}.png"));
         if write {
-            let (bytes, latents) = backend::run(cpu_backends()[0], Encode(model.clone(), picture(w, h, ch, depth), q)).unwrap();
+            let (bytes, latents) = backend::run(
+                cpu_backends()[0],
+                Encode(model.clone(), picture(w, h, ch, depth), q),
+            )
+            .unwrap();
             codec::fsutil::write_atomic(&stream, &bytes).unwrap();
-            let (rec, _) = backend::run(cpu_backends()[0], Decode(model.clone(), bytes)).unwrap().unwrap();
+            let (rec, _) = backend::run(cpu_backends()[0], Decode(model.clone(), bytes))
+                .unwrap()
+                .unwrap();
             rec.save_png(&reference).unwrap();
             manifest.push_str(&format!("{name} {:08x}\n", latents_crc(&latents)));
             continue;
         }
         let bytes = std::fs::read(&stream).unwrap_or_else(|e| panic!("{}: {e}", stream.display()));
-        let want = recorded.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap_or_else(|| panic!("{name} missing from MANIFEST"));
+        let want = recorded
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from MANIFEST"));
         let reference = Planar::load(&reference).unwrap();
         for kind in cpu_backends() {
-            let (rec, latents) = backend::run(kind, Decode(model.clone(), bytes.clone())).unwrap().unwrap();
-            assert_eq!(format!("{:08x}", latents_crc(&latents)), want, "{name} on {}", kind.name());
+            let (rec, latents) = backend::run(kind, Decode(model.clone(), bytes.clone()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                format!("{:08x}", latents_crc(&latents)),
+                want,
+                "{name} on {}",
+                kind.name()
+            );
             let p = psnr_rgb8(&rec.as_stored(), &reference);
-            assert!(p >= 50.0, "{name} on {}: reconstruction {p:.1} dB from the reference", kind.name());
+            assert!(
+                p >= 50.0,
+                "{name} on {}: reconstruction {p:.1} dB from the reference",
+                kind.name()
+            );
         }
     }
     if write {

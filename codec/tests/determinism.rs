@@ -10,13 +10,25 @@ use common::*;
 fn round_trips_reproduce_latents_at_all_sizes() {
     let model = synthetic();
     let kind = cpu_backends()[0];
-    for (w, h, ch, depth) in [(1, 1, 3, 8), (17, 33, 3, 8), (64, 64, 1, 16), (768, 512, 3, 8)] {
+    for (w, h, ch, depth) in [
+        (1, 1, 3, 8),
+        (17, 33, 3, 8),
+        (64, 64, 1, 16),
+        (768, 512, 3, 8),
+    ] {
         let img = picture(w, h, ch, depth);
         let (bytes, latents) = backend::run(kind, Encode(model.clone(), img.clone(), 4.0)).unwrap();
-        let (out, decoded) = backend::run(kind, Decode(model.clone(), bytes.clone())).unwrap().unwrap();
+        let (out, decoded) = backend::run(kind, Decode(model.clone(), bytes.clone()))
+            .unwrap()
+            .unwrap();
         assert_eq!(decoded, latents, "{w}x{h}");
-        assert_eq!((out.width, out.height, out.channels, out.bit_depth), (w, h, ch, depth));
-        let again = backend::run(kind, Encode(model.clone(), img, 4.0)).unwrap().0;
+        assert_eq!(
+            (out.width, out.height, out.channels, out.bit_depth),
+            (w, h, ch, depth)
+        );
+        let again = backend::run(kind, Encode(model.clone(), img, 4.0))
+            .unwrap()
+            .0;
         assert_eq!(again, bytes, "{w}x{h}: encoding is not repeatable");
     }
 }
@@ -27,7 +39,10 @@ fn round_trips_reproduce_latents_at_all_sizes() {
 fn streams_decode_identically_across_backends() {
     let kinds = cpu_backends();
     if kinds.len() < 2 {
-        eprintln!("skipping: only {:?} built; build with --features tch for the cross-backend check", kinds);
+        eprintln!(
+            "skipping: only {:?} built; build with --features tch for the cross-backend check",
+            kinds
+        );
     }
     let model = synthetic();
     let img = picture(96, 80, 3, 8);
@@ -35,13 +50,24 @@ fn streams_decode_identically_across_backends() {
         let (bytes, latents) = backend::run(enc, Encode(model.clone(), img.clone(), 6.0)).unwrap();
         let mut recs = Vec::new();
         for &dec in &kinds {
-            let (rec, decoded) = backend::run(dec, Decode(model.clone(), bytes.clone())).unwrap().unwrap();
-            assert_eq!(decoded, latents, "encoded on {}, decoded on {}", enc.name(), dec.name());
+            let (rec, decoded) = backend::run(dec, Decode(model.clone(), bytes.clone()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                decoded,
+                latents,
+                "encoded on {}, decoded on {}",
+                enc.name(),
+                dec.name()
+            );
             recs.push(rec);
         }
         for r in &recs[1..] {
             let p = psnr_rgb8(&recs[0], r);
-            assert!(p >= 50.0, "reconstructions differ across backends: {p:.1} dB");
+            assert!(
+                p >= 50.0,
+                "reconstructions differ across backends: {p:.1} dB"
+            );
         }
     }
 }
@@ -59,7 +85,16 @@ fn streams_do_not_depend_on_thread_count() {
         let out = dir.path().join(format!("t{threads}.ember"));
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
             .env("RAYON_NUM_THREADS", threads)
-            .args(["encode", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--quality", "5", "--model", model.to_str().unwrap()])
+            .args([
+                "encode",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--quality",
+                "5",
+                "--model",
+                model.to_str().unwrap(),
+            ])
             .status()
             .unwrap();
         assert!(status.success());

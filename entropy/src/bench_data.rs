@@ -28,7 +28,11 @@ pub fn latents(n: usize, seed: u64) -> (Vec<i32>, Vec<u16>) {
         while sym < table.len() && q >= cumulative(table, sym + 1) {
             sym += 1;
         }
-        let value = if sym == table.len() { table.offset() + table.len() as i32 + 5 } else { table.offset() + sym as i32 };
+        let value = if sym == table.len() {
+            table.offset() + table.len() as i32 + 5
+        } else {
+            table.offset() + sym as i32
+        };
         symbols.push(value);
         indexes.push(index);
     }
@@ -56,5 +60,9 @@ pub fn throughput(n: usize, rounds: usize) -> (f64, f64, f64) {
         best_dec = best_dec.min(t.elapsed().as_secs_f64());
         assert_eq!(back, symbols, "benchmark round trip failed");
     }
-    (n as f64 / best_enc, n as f64 / best_dec, 8.0 * bytes.len() as f64 / n as f64)
+    (
+        n as f64 / best_enc,
+        n as f64 / best_dec,
+        8.0 * bytes.len() as f64 / n as f64,
+    )
 }

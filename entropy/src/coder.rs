@@ -13,8 +13,8 @@
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::{Decode, Encode};
 
-use crate::table::{BitsModel, CdfTable};
 use crate::PRECISION;
+use crate::table::{BitsModel, CdfTable};
 
 /// Errors from [`encode`] and [`decode`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -52,15 +52,24 @@ fn steps(table: &CdfTable, value: i32) -> ([Step; 5], usize) {
     let w = excess as u64 + 1; // < 2^33
     let len = 64 - w.leading_zeros(); // 1..=33
     out[0] = Step::Symbol(n as u32);
-    out[1] = Step::Bits { value: negative, width: 1 };
-    out[2] = Step::Bits { value: len - 1, width: LENGTH_BITS };
+    out[1] = Step::Bits {
+        value: negative,
+        width: 1,
+    };
+    out[2] = Step::Bits {
+        value: len - 1,
+        width: LENGTH_BITS,
+    };
     let mut used = 3;
     // The len − 1 bits below the leading one, high chunk first.
     let mut remaining = len - 1;
     while remaining > 0 {
         let width = remaining.min(CHUNK_BITS);
         remaining -= width;
-        out[used] = Step::Bits { value: ((w >> remaining) & ((1 << width) - 1)) as u32, width };
+        out[used] = Step::Bits {
+            value: ((w >> remaining) & ((1 << width) - 1)) as u32,
+            width,
+        };
         used += 1;
     }
     (out, used)
@@ -69,21 +78,40 @@ fn steps(table: &CdfTable, value: i32) -> ([Step; 5], usize) {
 /// Extra bits an escaped `value` costs beyond the escape symbol itself (0 if in range).
 pub fn escape_bits(table: &CdfTable, value: i32) -> u32 {
     let (steps, used) = steps(table, value);
-    steps[..used].iter().map(|s| if let Step::Bits { width, .. } = s { *width } else { 0 }).sum()
+    steps[..used]
+        .iter()
+        .map(|s| {
+            if let Step::Bits { width, .. } = s {
+                *width
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 fn check_args(n_symbols: usize, indexes: &[u16], tables: &[CdfTable]) -> Result<(), CodingError> {
     if n_symbols != indexes.len() {
-        return Err(CodingError::LengthMismatch { symbols: n_symbols, indexes: indexes.len() });
+        return Err(CodingError::LengthMismatch {
+            symbols: n_symbols,
+            indexes: indexes.len(),
+        });
     }
     if let Some(&index) = indexes.iter().find(|&&i| usize::from(i) >= tables.len()) {
-        return Err(CodingError::BadIndex { index, tables: tables.len() });
+        return Err(CodingError::BadIndex {
+            index,
+            tables: tables.len(),
+        });
     }
     Ok(())
 }
 
 /// Codes `symbols[i]` under `tables[indexes[i]]` into a byte stream.
-pub fn encode(symbols: &[i32], indexes: &[u16], tables: &[CdfTable]) -> Result<Vec<u8>, CodingError> {
+pub fn encode(
+    symbols: &[i32],
+    indexes: &[u16],
+    tables: &[CdfTable],
+) -> Result<Vec<u8>, CodingError> {
     check_args(symbols.len(), indexes, tables)?;
     let mut coder = DefaultAnsCoder::new();
     let bug = |_| CodingError::Corrupt("internal: a validated table rejected a symbol");
@@ -94,7 +122,9 @@ pub fn encode(symbols: &[i32], indexes: &[u16], tables: &[CdfTable]) -> Result<V
         for step in steps[..used].iter().rev() {
             match *step {
                 Step::Symbol(s) => coder.encode_symbol(s, table.model()).map_err(bug)?,
-                Step::Bits { value, width } => coder.encode_symbol(value, BitsModel(width)).map_err(bug)?,
+                Step::Bits { value, width } => {
+                    coder.encode_symbol(value, BitsModel(width)).map_err(bug)?
+                }
             }
         }
     }
@@ -112,13 +142,24 @@ pub fn decode(bytes: &[u8], indexes: &[u16], tables: &[CdfTable]) -> Result<Vec<
 }
 
 /// Like [`decode`], appending to `out`.
-pub fn decode_into(bytes: &[u8], indexes: &[u16], tables: &[CdfTable], out: &mut Vec<i32>) -> Result<(), CodingError> {
+pub fn decode_into(
+    bytes: &[u8],
+    indexes: &[u16],
+    tables: &[CdfTable],
+    out: &mut Vec<i32>,
+) -> Result<(), CodingError> {
     check_args(indexes.len(), indexes, tables)?;
-    if bytes.len() % 4 != 0 {
-        return Err(CodingError::Corrupt("length is not a whole number of 32-bit words"));
+    if !bytes.len().is_multiple_of(4) {
+        return Err(CodingError::Corrupt(
+            "length is not a whole number of 32-bit words",
+        ));
     }
-    let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let mut coder = DefaultAnsCoder::from_compressed(words).map_err(|_| CodingError::Corrupt("ends in a zero word"))?;
+    let words: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut coder = DefaultAnsCoder::from_compressed(words)
+        .map_err(|_| CodingError::Corrupt("ends in a zero word"))?;
     let infallible = |e: constriction::CoderError<_, _>| -> CodingError { match e {} };
     for &index in indexes {
         let table = &tables[usize::from(index)];
@@ -142,8 +183,13 @@ pub fn decode_into(bytes: &[u8], indexes: &[u16], tables: &[CdfTable], out: &mut
             w = (w << width) | u64::from(bits(width)?);
         }
         let excess = (w - 1) as i64;
-        let idx = if negative { -excess - 1 } else { i64::from(n) + excess };
-        let value = i32::try_from(i64::from(table.offset()) + idx).map_err(|_| CodingError::Corrupt("escaped value outside i32"))?;
+        let idx = if negative {
+            -excess - 1
+        } else {
+            i64::from(n) + excess
+        };
+        let value = i32::try_from(i64::from(table.offset()) + idx)
+            .map_err(|_| CodingError::Corrupt("escaped value outside i32"))?;
         out.push(value);
     }
     if !coder.is_empty() {
@@ -181,7 +227,11 @@ mod tests {
             let symbols: Vec<i32> = (lo..hi).collect();
             let indexes = vec![i as u16; symbols.len()];
             let bytes = encode(&symbols, &indexes, gauss()).unwrap();
-            assert_eq!(decode(&bytes, &indexes, gauss()).unwrap(), symbols, "table {i}");
+            assert_eq!(
+                decode(&bytes, &indexes, gauss()).unwrap(),
+                symbols,
+                "table {i}"
+            );
         }
     }
 
@@ -228,15 +278,36 @@ mod tests {
         let ideal: f64 = symbols.iter().map(|&v| t.cost_bits(v)).sum();
         let bytes = encode(&symbols, &vec![30; symbols.len()], gauss()).unwrap();
         let real = 8.0 * bytes.len() as f64;
-        assert!(real >= ideal && real < ideal * 1.001 + 64.0, "real {real} ideal {ideal}");
+        assert!(
+            real >= ideal && real < ideal * 1.001 + 64.0,
+            "real {real} ideal {ideal}"
+        );
     }
 
     #[test]
     fn bad_arguments_are_errors() {
-        assert_eq!(encode(&[1], &[], gauss()), Err(CodingError::LengthMismatch { symbols: 1, indexes: 0 }));
-        assert_eq!(encode(&[1], &[64], gauss()), Err(CodingError::BadIndex { index: 64, tables: 64 }));
-        assert!(matches!(decode(&[1, 2, 3], &[0], gauss()), Err(CodingError::Corrupt(_))));
-        assert!(matches!(decode(&[0, 0, 0, 0], &[0], gauss()), Err(CodingError::Corrupt(_))));
+        assert_eq!(
+            encode(&[1], &[], gauss()),
+            Err(CodingError::LengthMismatch {
+                symbols: 1,
+                indexes: 0
+            })
+        );
+        assert_eq!(
+            encode(&[1], &[64], gauss()),
+            Err(CodingError::BadIndex {
+                index: 64,
+                tables: 64
+            })
+        );
+        assert!(matches!(
+            decode(&[1, 2, 3], &[0], gauss()),
+            Err(CodingError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode(&[0, 0, 0, 0], &[0], gauss()),
+            Err(CodingError::Corrupt(_))
+        ));
     }
 
     #[test]

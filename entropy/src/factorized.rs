@@ -16,8 +16,16 @@ pub struct FactorizedTables {
 impl FactorizedTables {
     /// Quantizes each channel's probability mass function: `pmfs[c][i]` is the probability
     /// of value `offsets[c] + i`, and `tails[c]` the probability of everything outside.
-    pub fn from_pmfs(offsets: &[i32], pmfs: &[Vec<f64>], tails: &[f64]) -> Result<Self, TableError> {
-        if offsets.len() != pmfs.len() || tails.len() != pmfs.len() || pmfs.is_empty() || pmfs.len() > usize::from(u16::MAX) {
+    pub fn from_pmfs(
+        offsets: &[i32],
+        pmfs: &[Vec<f64>],
+        tails: &[f64],
+    ) -> Result<Self, TableError> {
+        if offsets.len() != pmfs.len()
+            || tails.len() != pmfs.len()
+            || pmfs.is_empty()
+            || pmfs.len() > usize::from(u16::MAX)
+        {
             return Err(TableError::BadSize(pmfs.len()));
         }
         let tables = offsets
@@ -87,13 +95,21 @@ mod tests {
         assert_eq!(back, t);
         let mut longer = t.to_bytes();
         longer.push(0);
-        assert_eq!(FactorizedTables::from_bytes(&longer), Err(TableError::Malformed));
+        assert_eq!(
+            FactorizedTables::from_bytes(&longer),
+            Err(TableError::Malformed)
+        );
         assert!(FactorizedTables::from_bytes(&[]).is_err());
     }
 
     #[test]
     fn garbage_probabilities_still_give_valid_tables() {
-        let t = FactorizedTables::from_pmfs(&[0], &[vec![f64::NAN, -1.0, f64::INFINITY, 0.0]], &[f64::NAN]).unwrap();
+        let t = FactorizedTables::from_pmfs(
+            &[0],
+            &[vec![f64::NAN, -1.0, f64::INFINITY, 0.0]],
+            &[f64::NAN],
+        )
+        .unwrap();
         assert_eq!(t.tables()[0].len(), 4);
     }
 }

@@ -40,7 +40,10 @@ fn mul_q80(a: u128, b: u128) -> u128 {
 /// Requires `num < 2^28` and `0 < den < 2^24`, which covers every table in this crate
 /// (numerators are `(2k+1)·2^15` for `k` below 4096, denominators are Q16 scales ≤ 256).
 pub fn half_phi_q80(num: u64, den: u64) -> u128 {
-    assert!(den > 0 && den < 1 << 24 && num < 1 << 28, "half_phi_q80 argument out of range");
+    assert!(
+        den > 0 && den < 1 << 24 && num < 1 << 28,
+        "half_phi_q80 argument out of range"
+    );
     if num >= CLAMP_SIGMAS * den {
         return ONE / 2;
     }
@@ -84,7 +87,10 @@ mod tests {
         ];
         for (num, den, want) in cases {
             let got = to_f64(half_phi_q80(num << 10, den << 10));
-            assert!((got - want).abs() < 1e-15, "Φ({num}/{den}) − ½: got {got}, want {want}");
+            assert!(
+                (got - want).abs() < 1e-15,
+                "Φ({num}/{den}) − ½: got {got}, want {want}"
+            );
         }
     }
 

@@ -10,7 +10,7 @@
 //! sequence and the CDF comes from [`crate::fixed`], so the tables are identical on every
 //! platform (pinned by a checksum test).
 
-use crate::fixed::{half_phi_q80, ONE};
+use crate::fixed::{ONE, half_phi_q80};
 use crate::table::CdfTable;
 
 /// Number of tabulated scales (as in CompressAI: 64, log-spaced from 0.11 to 256).
@@ -48,7 +48,10 @@ impl GaussianTables {
     /// [`GaussianTables::shared`]).
     pub fn build() -> Self {
         let scales_q16 = scale_table_q16();
-        let tables = scales_q16.iter().map(|&s| table_for_scale(u64::from(s))).collect();
+        let tables = scales_q16
+            .iter()
+            .map(|&s| table_for_scale(u64::from(s)))
+            .collect();
         Self { scales_q16, tables }
     }
 
@@ -72,7 +75,9 @@ impl GaussianTables {
     /// Choosing the next larger scale never underestimates the spread, which costs far less
     /// rate than an escape would.
     pub fn index_for_scale(&self, scale_q16: u32) -> u8 {
-        self.scales_q16.partition_point(|&s| s < scale_q16).min(NUM_SCALES - 1) as u8
+        self.scales_q16
+            .partition_point(|&s| s < scale_q16)
+            .min(NUM_SCALES - 1) as u8
     }
 
     /// CRC32 of all tables in their serialized form; pinned by a test so that any change to
@@ -90,13 +95,16 @@ impl GaussianTables {
 fn table_for_scale(scale_q16: u64) -> CdfTable {
     let r = (scale_q16 * TAIL_Z_Q16).div_ceil(1 << (2 * SCALE_FRAC_BITS));
     // h[j] = Φ((j + ½)/σ) − ½ = Φ((2j+1)·2^15 / s) − ½ for j = 0..=r.
-    let h: Vec<u128> = (0..=r).map(|j| half_phi_q80((2 * j + 1) << (SCALE_FRAC_BITS - 1), scale_q16)).collect();
+    let h: Vec<u128> = (0..=r)
+        .map(|j| half_phi_q80((2 * j + 1) << (SCALE_FRAC_BITS - 1), scale_q16))
+        .collect();
     let mut masses = Vec::with_capacity(2 * r as usize + 1);
     masses.extend((1..=r as usize).rev().map(|k| h[k] - h[k - 1]));
     masses.push(2 * h[0]);
     masses.extend((1..=r as usize).map(|k| h[k] - h[k - 1]));
     let escape = ONE - 2 * h[r as usize];
-    CdfTable::from_masses(-(r as i32), &masses, escape).expect("Gaussian tables have 3..=3200 symbols")
+    CdfTable::from_masses(-(r as i32), &masses, escape)
+        .expect("Gaussian tables have 3..=3200 symbols")
 }
 
 #[cfg(test)]
@@ -148,6 +156,10 @@ mod tests {
         let t = &GaussianTables::shared().tables()[0];
         assert_eq!(t.len(), 3);
         // P(0) for σ = 0.11 is 1 − 5.6e-6: within a few units of the total.
-        assert!(t.frequency(1) > crate::table::TOTAL - 6, "{}", t.frequency(1));
+        assert!(
+            t.frequency(1) > crate::table::TOTAL - 6,
+            "{}",
+            t.frequency(1)
+        );
     }
 }

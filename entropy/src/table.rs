@@ -47,7 +47,11 @@ impl CdfTable {
     /// Builds a table from non-negative masses: `masses[i]` for value `offset + i`, and
     /// `escape_mass` for everything outside. Masses are quantized with
     /// [`quantize_masses`], so the result is a pure function of the integers given.
-    pub fn from_masses(offset: i32, masses: &[u128], escape_mass: u128) -> Result<Self, TableError> {
+    pub fn from_masses(
+        offset: i32,
+        masses: &[u128],
+        escape_mass: u128,
+    ) -> Result<Self, TableError> {
         if masses.is_empty() || masses.len() >= TOTAL as usize {
             return Err(TableError::BadSize(masses.len()));
         }
@@ -59,9 +63,19 @@ impl CdfTable {
     /// Builds a table from floating-point probabilities, as evaluated from a trained density
     /// at export time. Only the resulting integers are stored with a model, so decoding never
     /// depends on how these floats were computed. Negative or non-finite entries count as 0.
-    pub fn from_probabilities(offset: i32, probs: &[f64], escape_prob: f64) -> Result<Self, TableError> {
+    pub fn from_probabilities(
+        offset: i32,
+        probs: &[f64],
+        escape_prob: f64,
+    ) -> Result<Self, TableError> {
         // 2^60 keeps 52 significant bits of every probability; `as` saturates and maps NaN to 0.
-        let to_mass = |p: f64| if p.is_finite() && p > 0.0 { (p * (1u64 << 60) as f64) as u128 } else { 0 };
+        let to_mass = |p: f64| {
+            if p.is_finite() && p > 0.0 {
+                (p * (1u64 << 60) as f64) as u128
+            } else {
+                0
+            }
+        };
         let masses: Vec<u128> = probs.iter().map(|&p| to_mass(p)).collect();
         Self::from_masses(offset, &masses, to_mass(escape_prob))
     }
@@ -71,7 +85,9 @@ impl CdfTable {
         if freqs.len() < 2 || freqs.len() > TOTAL as usize {
             return Err(TableError::BadSize(freqs.len().saturating_sub(1)));
         }
-        if freqs.iter().any(|&f| f == 0) || freqs.iter().map(|&f| u64::from(f)).sum::<u64>() != u64::from(TOTAL) {
+        if freqs.contains(&0)
+            || freqs.iter().map(|&f| u64::from(f)).sum::<u64>() != u64::from(TOTAL)
+        {
             return Err(TableError::BadFrequencies);
         }
         let mut cdf = Vec::with_capacity(freqs.len() + 1);
@@ -91,7 +107,11 @@ impl CdfTable {
             lut.push(sym as u16);
         }
         lut.push((freqs.len() - 1) as u16);
-        Ok(Self { offset, cdf: cdf.into(), lut: lut.into() })
+        Ok(Self {
+            offset,
+            cdf: cdf.into(),
+            lut: lut.into(),
+        })
     }
 
     /// Value of symbol index 0.
@@ -142,8 +162,13 @@ impl CdfTable {
         let (head, rest) = bytes.split_at_checked(6).ok_or(TableError::Malformed)?;
         let offset = i32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let n = usize::from(u16::from_le_bytes([head[4], head[5]]));
-        let (body, rest) = rest.split_at_checked(2 * (n + 1)).ok_or(TableError::Malformed)?;
-        let freqs: Vec<u32> = body.chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))).collect();
+        let (body, rest) = rest
+            .split_at_checked(2 * (n + 1))
+            .ok_or(TableError::Malformed)?;
+        let freqs: Vec<u32> = body
+            .chunks_exact(2)
+            .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+            .collect();
         Ok((Self::from_frequencies(offset, &freqs)?, rest))
     }
 
@@ -163,7 +188,10 @@ impl CdfTable {
 /// If `masses` has more than `TOTAL` entries or is empty; callers check sizes first.
 pub fn quantize_masses(masses: &[u128]) -> Vec<u32> {
     let m = masses.len();
-    assert!(m > 0 && m <= TOTAL as usize, "cannot quantize {m} masses to {TOTAL}");
+    assert!(
+        m > 0 && m <= TOTAL as usize,
+        "cannot quantize {m} masses to {TOTAL}"
+    );
     // Scale masses so that their sum fits comfortably: keep at most 96 bits each.
     let max = masses.iter().copied().max().unwrap_or(0);
     let shift = (128 - max.leading_zeros()).saturating_sub(96);
@@ -203,7 +231,10 @@ impl EntropyModel<PRECISION> for TableModel<'_> {
 
 impl EncoderModel<PRECISION> for TableModel<'_> {
     #[inline(always)]
-    fn left_cumulative_and_probability(&self, symbol: impl std::borrow::Borrow<u32>) -> Option<(u32, NonZeroU32)> {
+    fn left_cumulative_and_probability(
+        &self,
+        symbol: impl std::borrow::Borrow<u32>,
+    ) -> Option<(u32, NonZeroU32)> {
         let s = *symbol.borrow() as usize;
         let cdf = &self.0.cdf;
         let (lo, hi) = (*cdf.get(s)?, *cdf.get(s + 1)?);
@@ -217,7 +248,10 @@ impl DecoderModel<PRECISION> for TableModel<'_> {
         let cdf = &self.0.cdf;
         let bucket = (quantile >> LUT_SHIFT) as usize;
         // The symbol holding `quantile` lies in lut[bucket] ..= lut[bucket + 1].
-        let (mut lo, mut hi) = (usize::from(self.0.lut[bucket]), usize::from(self.0.lut[bucket + 1]));
+        let (mut lo, mut hi) = (
+            usize::from(self.0.lut[bucket]),
+            usize::from(self.0.lut[bucket + 1]),
+        );
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
             if cdf[mid] <= quantile {
@@ -228,7 +262,11 @@ impl DecoderModel<PRECISION> for TableModel<'_> {
         }
         let (left, right) = (cdf[lo], cdf[lo + 1]);
         // Frequencies are ≥ 1 by construction, so this never fails.
-        (lo as u32, left, NonZeroU32::new(right - left).expect("zero frequency in a validated table"))
+        (
+            lo as u32,
+            left,
+            NonZeroU32::new(right - left).expect("zero frequency in a validated table"),
+        )
     }
 }
 
@@ -243,10 +281,18 @@ impl EntropyModel<PRECISION> for BitsModel {
 
 impl EncoderModel<PRECISION> for BitsModel {
     #[inline]
-    fn left_cumulative_and_probability(&self, symbol: impl std::borrow::Borrow<u32>) -> Option<(u32, NonZeroU32)> {
+    fn left_cumulative_and_probability(
+        &self,
+        symbol: impl std::borrow::Borrow<u32>,
+    ) -> Option<(u32, NonZeroU32)> {
         let s = *symbol.borrow();
         let width = PRECISION as u32 - self.0;
-        (s >> self.0 == 0).then(|| (s << width, NonZeroU32::new(1 << width).expect("1 << width is never 0")))
+        (s >> self.0 == 0).then(|| {
+            (
+                s << width,
+                NonZeroU32::new(1 << width).expect("1 << width is never 0"),
+            )
+        })
     }
 }
 
@@ -255,7 +301,11 @@ impl DecoderModel<PRECISION> for BitsModel {
     fn quantile_function(&self, quantile: u32) -> (u32, u32, NonZeroU32) {
         let width = PRECISION as u32 - self.0;
         let s = quantile >> width;
-        (s, s << width, NonZeroU32::new(1 << width).expect("1 << width is never 0"))
+        (
+            s,
+            s << width,
+            NonZeroU32::new(1 << width).expect("1 << width is never 0"),
+        )
     }
 }
 
@@ -265,7 +315,12 @@ mod tests {
 
     #[test]
     fn quantized_masses_sum_to_total_and_are_positive() {
-        for masses in [vec![0u128, 0, 0], vec![1, 0, 1 << 100], vec![5; 1000], vec![u128::MAX; 7]] {
+        for masses in [
+            vec![0u128, 0, 0],
+            vec![1, 0, 1 << 100],
+            vec![5; 1000],
+            vec![u128::MAX; 7],
+        ] {
             let f = quantize_masses(&masses);
             assert_eq!(f.iter().sum::<u32>(), TOTAL);
             assert!(f.iter().all(|&x| x >= 1));
@@ -281,7 +336,10 @@ mod tests {
         for q in 0..TOTAL {
             let (s, left, p) = t.model().quantile_function(q);
             assert!(left <= q && q < left + p.get());
-            assert_eq!(t.model().left_cumulative_and_probability(s), Some((left, p)));
+            assert_eq!(
+                t.model().left_cumulative_and_probability(s),
+                Some((left, p))
+            );
         }
     }
 
@@ -293,7 +351,10 @@ mod tests {
         let (back, rest) = CdfTable::read_from(&bytes).unwrap();
         assert_eq!(back, t);
         assert!(rest.is_empty());
-        assert_eq!(CdfTable::read_from(&bytes[..bytes.len() - 1]), Err(TableError::Malformed));
+        assert_eq!(
+            CdfTable::read_from(&bytes[..bytes.len() - 1]),
+            Err(TableError::Malformed)
+        );
         let mut bad = bytes.clone();
         bad[6] ^= 1; // frequencies no longer sum to TOTAL
         assert_eq!(CdfTable::read_from(&bad), Err(TableError::BadFrequencies));
@@ -301,7 +362,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes() {
-        assert_eq!(CdfTable::from_masses(0, &[], 1), Err(TableError::BadSize(0)));
-        assert_eq!(CdfTable::from_frequencies(0, &[TOTAL]), Err(TableError::BadSize(0)));
+        assert_eq!(
+            CdfTable::from_masses(0, &[], 1),
+            Err(TableError::BadSize(0))
+        );
+        assert_eq!(
+            CdfTable::from_frequencies(0, &[TOTAL]),
+            Err(TableError::BadSize(0))
+        );
     }
 }

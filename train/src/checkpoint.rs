@@ -43,46 +43,79 @@ pub fn latest(run: &Path) -> Option<PathBuf> {
     p.join("state.json").exists().then_some(p)
 }
 
-pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(run: &Path, model: &Model<B>, optim: &O, state: &State) -> Result<PathBuf, String> {
+pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+    run: &Path,
+    model: &Model<B>,
+    optim: &O,
+    state: &State,
+) -> Result<PathBuf, String> {
     let base = dir(run);
     std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
     let name = format!("step-{:08}", state.step);
     let tmp = base.join(format!("{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    model.clone().save_file(tmp.join("model"), &recorder()).map_err(|e| format!("cannot save model: {e}"))?;
-    recorder().record(optim.to_record(), tmp.join("optim")).map_err(|e| format!("cannot save optimizer: {e}"))?;
+    model
+        .clone()
+        .save_file(tmp.join("model"), &recorder())
+        .map_err(|e| format!("cannot save model: {e}"))?;
+    recorder()
+        .record(optim.to_record(), tmp.join("optim"))
+        .map_err(|e| format!("cannot save optimizer: {e}"))?;
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
     std::fs::write(tmp.join("state.json"), json).map_err(|e| format!("cannot write state: {e}"))?;
     let done = base.join(&name);
     let _ = std::fs::remove_dir_all(&done);
     std::fs::rename(&tmp, &done).map_err(|e| format!("cannot finish checkpoint: {e}"))?;
-    codec::fsutil::write_atomic(&base.join("latest"), name.as_bytes()).map_err(|e| format!("cannot update latest: {e}"))?;
+    codec::fsutil::write_atomic(&base.join("latest"), name.as_bytes())
+        .map_err(|e| format!("cannot update latest: {e}"))?;
     prune(&base, 2);
     Ok(done)
 }
 
 /// Removes all but the `keep` newest complete checkpoints and any leftover `.tmp` folders.
 fn prune(base: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(base) else { return };
-    let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("step-")).collect();
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
     names.sort();
     let complete: Vec<&String> = names.iter().filter(|n| !n.ends_with(".tmp")).collect();
-    for n in names.iter().filter(|n| n.ends_with(".tmp")).chain(complete.iter().rev().skip(keep).copied()) {
+    for n in names
+        .iter()
+        .filter(|n| n.ends_with(".tmp"))
+        .chain(complete.iter().rev().skip(keep).copied())
+    {
         let _ = std::fs::remove_dir_all(base.join(n));
     }
 }
 
 pub fn load_state(ckpt: &Path) -> Result<State, String> {
-    let bytes = std::fs::read(ckpt.join("state.json")).map_err(|e| format!("cannot read {}: {e}", ckpt.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("corrupt checkpoint state in {}: {e}", ckpt.display()))
+    let bytes = std::fs::read(ckpt.join("state.json"))
+        .map_err(|e| format!("cannot read {}: {e}", ckpt.display()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("corrupt checkpoint state in {}: {e}", ckpt.display()))
 }
 
-pub fn load_model<B: burn::tensor::backend::Backend>(ckpt: &Path, device: &B::Device) -> Result<Model<B>, String> {
-    Model::new(device).load_file(ckpt.join("model"), &recorder(), device).map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
+pub fn load_model<B: burn::tensor::backend::Backend>(
+    ckpt: &Path,
+    device: &B::Device,
+) -> Result<Model<B>, String> {
+    Model::new(device)
+        .load_file(ckpt.join("model"), &recorder(), device)
+        .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
 }
 
-pub fn load_optim<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(ckpt: &Path, optim: O, device: &B::Device) -> Result<O, String> {
-    let record = recorder().load(ckpt.join("optim"), device).map_err(|e| format!("cannot load optimizer from {}: {e}", ckpt.display()))?;
+pub fn load_optim<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+    ckpt: &Path,
+    optim: O,
+    device: &B::Device,
+) -> Result<O, String> {
+    let record = recorder()
+        .load(ckpt.join("optim"), device)
+        .map_err(|e| format!("cannot load optimizer from {}: {e}", ckpt.display()))?;
     Ok(optim.load_record(record))
 }

@@ -7,10 +7,10 @@
 //! taken at random positions and flipped horizontally with probability ½.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{Receiver, sync_channel};
 
-use image::imageops::FilterType;
 use image::RgbImage;
+use image::imageops::FilterType;
 use rayon::prelude::*;
 
 use crate::rng::Rng;
@@ -27,7 +27,11 @@ pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             let p = entry?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
                 out.push(p);
             }
         }
@@ -78,18 +82,20 @@ impl Dataset {
             })
             .collect();
         let mut out = vec![0.0f32; n * 3 * c * c];
-        out.par_chunks_mut(3 * c * c).zip(picks).for_each(|(dst, (i, x0, y0, flip))| {
-            let img = &self.images[i];
-            for yy in 0..c {
-                for xx in 0..c {
-                    let sx = if flip { c - 1 - xx } else { xx };
-                    let p = img.get_pixel(x0 + sx as u32, y0 + yy as u32);
-                    for ch in 0..3 {
-                        dst[(ch * c + yy) * c + xx] = f32::from(p[ch]) / 255.0;
+        out.par_chunks_mut(3 * c * c)
+            .zip(picks)
+            .for_each(|(dst, (i, x0, y0, flip))| {
+                let img = &self.images[i];
+                for yy in 0..c {
+                    for xx in 0..c {
+                        let sx = if flip { c - 1 - xx } else { xx };
+                        let p = img.get_pixel(x0 + sx as u32, y0 + yy as u32);
+                        for ch in 0..3 {
+                            dst[(ch * c + yy) * c + xx] = f32::from(p[ch]) / 255.0;
+                        }
                     }
                 }
-            }
-        });
+            });
         out
     }
 }
@@ -102,16 +108,31 @@ fn fit(img: RgbImage, crop: u32, max_short: u32) -> RgbImage {
         return img;
     }
     let s = f64::from(target) / f64::from(short);
-    let (w, h) = (((f64::from(img.width()) * s).round() as u32).max(crop), ((f64::from(img.height()) * s).round() as u32).max(crop));
-    let filter = if target < short { FilterType::Lanczos3 } else { FilterType::CatmullRom };
+    let (w, h) = (
+        ((f64::from(img.width()) * s).round() as u32).max(crop),
+        ((f64::from(img.height()) * s).round() as u32).max(crop),
+    );
+    let filter = if target < short {
+        FilterType::Lanczos3
+    } else {
+        FilterType::CatmullRom
+    };
     image::imageops::resize(&img, w, h, filter)
 }
 
 /// Batches prepared on a background thread, `depth` ahead, so the model never waits on crops.
-pub fn prefetch(data: std::sync::Arc<Dataset>, mut rng: Rng, n: usize, crop: u32, depth: usize) -> Receiver<Vec<f32>> {
+pub fn prefetch(
+    data: std::sync::Arc<Dataset>,
+    mut rng: Rng,
+    n: usize,
+    crop: u32,
+    depth: usize,
+) -> Receiver<Vec<f32>> {
     let (tx, rx) = sync_channel(depth);
-    std::thread::spawn(move || {
-        while tx.send(data.batch(&mut rng, n, crop)).is_ok() {}
-    });
+    std::thread::spawn(
+        move || {
+            while tx.send(data.batch(&mut rng, n, crop)).is_ok() {}
+        },
+    );
     rx
 }

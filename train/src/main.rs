@@ -16,7 +16,11 @@ use codec::model::Model;
 use codec::weights::ModelFile;
 
 #[derive(Parser)]
-#[command(name = "ember-train", version, about = "Train Ember's learned image codec")]
+#[command(
+    name = "ember-train",
+    version,
+    about = "Train Ember's learned image codec"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,40 +111,103 @@ impl TrainJob {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Run { run, data, val, val_images, val_every, resume, backend, batch, crop, max_short, steps, minutes, lr, warmup, clip, checkpoint_minutes, seed } => {
-            ctrlc::set_handler(|| trainer::STOP.store(true, std::sync::atomic::Ordering::Relaxed)).map_err(|e| format!("cannot install signal handler: {e}"))?;
+        Command::Run {
+            run,
+            data,
+            val,
+            val_images,
+            val_every,
+            resume,
+            backend,
+            batch,
+            crop,
+            max_short,
+            steps,
+            minutes,
+            lr,
+            warmup,
+            clip,
+            checkpoint_minutes,
+            seed,
+        } => {
+            ctrlc::set_handler(|| trainer::STOP.store(true, std::sync::atomic::Ordering::Relaxed))
+                .map_err(|e| format!("cannot install signal handler: {e}"))?;
             if batch == 0 || crop < 64 || crop % 64 != 0 {
                 return Err("--batch must be positive and --crop a positive multiple of 64".into());
             }
-            let config = trainer::Config { data, val: Some(val), val_images, run, batch, crop, max_short, steps, lr, warmup, clip, checkpoint_minutes, val_every, minutes, seed };
-            let kind = backend.or_else(BackendKind::default_kind).ok_or("no backend built")?;
+            let config = trainer::Config {
+                data,
+                val: Some(val),
+                val_images,
+                run,
+                batch,
+                crop,
+                max_short,
+                steps,
+                lr,
+                warmup,
+                clip,
+                checkpoint_minutes,
+                val_every,
+                minutes,
+                seed,
+            };
+            let kind = backend
+                .or_else(BackendKind::default_kind)
+                .ok_or("no backend built")?;
             let job = TrainJob(config, resume);
             match kind {
                 #[cfg(feature = "tch")]
-                BackendKind::Tch => job.go::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cpu),
+                BackendKind::Tch => job.go::<Autodiff<burn::backend::LibTorch>>(
+                    burn::backend::libtorch::LibTorchDevice::Cpu,
+                ),
                 #[cfg(feature = "tch")]
-                BackendKind::TchCuda => job.go::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cuda(0)),
+                BackendKind::TchCuda => job.go::<Autodiff<burn::backend::LibTorch>>(
+                    burn::backend::libtorch::LibTorchDevice::Cuda(0),
+                ),
                 #[cfg(feature = "cuda")]
                 BackendKind::Cuda => job.go::<Autodiff<burn::backend::Cuda>>(Default::default()),
                 #[cfg(feature = "wgpu")]
                 BackendKind::Wgpu => job.go::<Autodiff<burn::backend::Wgpu>>(Default::default()),
                 #[cfg(feature = "ndarray")]
-                BackendKind::Ndarray => job.go::<Autodiff<burn::backend::NdArray>>(Default::default()),
+                BackendKind::Ndarray => {
+                    job.go::<Autodiff<burn::backend::NdArray>>(Default::default())
+                }
                 #[allow(unreachable_patterns)]
-                other => Err(format!("backend {} is not built into this binary", other.name())),
+                other => Err(format!(
+                    "backend {} is not built into this binary",
+                    other.name()
+                )),
             }
         }
         Command::Export { checkpoint, output } => {
-            let ckpt = if checkpoint.join("state.json").exists() { checkpoint.clone() } else { checkpoint::latest(&checkpoint).ok_or_else(|| format!("no checkpoint in {}", checkpoint.display()))? };
-            let file = codec::backend::run(BackendKind::default_kind().ok_or("no backend built")?, ExportJob(ckpt))??;
-            file.save(&output).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            let ckpt = if checkpoint.join("state.json").exists() {
+                checkpoint.clone()
+            } else {
+                checkpoint::latest(&checkpoint)
+                    .ok_or_else(|| format!("no checkpoint in {}", checkpoint.display()))?
+            };
+            let file = codec::backend::run(
+                BackendKind::default_kind().ok_or("no backend built")?,
+                ExportJob(ckpt),
+            )??;
+            file.save(&output)
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
             eprintln!("wrote {} (weights {:016x})", output.display(), file.hash);
             Ok(())
         }
         Command::Init { output, seed } => {
-            let file = codec::backend::run(BackendKind::default_kind().ok_or("no backend built")?, InitJob(seed))?;
-            file.save(&output).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
-            eprintln!("wrote {} (random weights {:016x})", output.display(), file.hash);
+            let file = codec::backend::run(
+                BackendKind::default_kind().ok_or("no backend built")?,
+                InitJob(seed),
+            )?;
+            file.save(&output)
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            eprintln!(
+                "wrote {} (random weights {:016x})",
+                output.display(),
+                file.hash
+            );
             Ok(())
         }
     }
@@ -151,7 +218,9 @@ struct ExportJob(PathBuf);
 impl codec::backend::Job for ExportJob {
     type Output = Result<ModelFile, String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        Ok(ModelFile::from_model(&checkpoint::load_model::<B>(&self.0, &device)?))
+        Ok(ModelFile::from_model(&checkpoint::load_model::<B>(
+            &self.0, &device,
+        )?))
     }
 }
 

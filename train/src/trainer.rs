@@ -4,19 +4,19 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::grad_clipping::GradientClippingConfig;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use codec::compress::Codec;
 use codec::image_io::Planar;
-use codec::model::arch::{LAMBDAS, LEVELS};
 use codec::model::Model;
+use codec::model::arch::{LAMBDAS, LEVELS};
 use codec::weights::ModelFile;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -50,7 +50,9 @@ impl Config {
         if step < self.warmup {
             return self.lr * (step + 1) as f64 / self.warmup as f64;
         }
-        let t = ((step - self.warmup) as f64 / (self.steps.saturating_sub(self.warmup)).max(1) as f64).min(1.0);
+        let t = ((step - self.warmup) as f64
+            / (self.steps.saturating_sub(self.warmup)).max(1) as f64)
+            .min(1.0);
         self.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
     }
 }
@@ -63,7 +65,12 @@ struct Log(std::fs::File);
 impl Log {
     fn open(run: &Path) -> Result<Self, String> {
         let p = run.join("log.jsonl");
-        std::fs::OpenOptions::new().create(true).append(true).open(&p).map(Log).map_err(|e| format!("cannot open {}: {e}", p.display()))
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map(Log)
+            .map_err(|e| format!("cannot open {}: {e}", p.display()))
     }
 
     fn write(&mut self, v: serde_json::Value) {
@@ -75,8 +82,13 @@ impl Log {
 
 /// Validation in real bytes: each image coded at qualities 1, 4 and 8 through the
 /// deterministic entropy path, then decoded. Returns per-quality (bpp, PSNR) means.
-pub fn validate<B: burn::tensor::backend::Backend>(model: &Model<B>, images: &[Planar], device: &B::Device) -> Result<Vec<(f32, f64, f64)>, String> {
-    let codec = Codec::<B>::new(ModelFile::from_model(model), device.clone()).map_err(|e| e.to_string())?;
+pub fn validate<B: burn::tensor::backend::Backend>(
+    model: &Model<B>,
+    images: &[Planar],
+    device: &B::Device,
+) -> Result<Vec<(f32, f64, f64)>, String> {
+    let codec =
+        Codec::<B>::new(ModelFile::from_model(model), device.clone()).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for q in [1.0f32, 4.0, 8.0] {
         let (mut bpp, mut psnr) = (0.0, 0.0);
@@ -91,9 +103,15 @@ pub fn validate<B: burn::tensor::backend::Backend>(model: &Model<B>, images: &[P
     Ok(out)
 }
 
-pub fn train<B: AutodiffBackend>(config: Config, resume: bool, device: B::Device) -> Result<(), String> {
-    std::fs::create_dir_all(&config.run).map_err(|e| format!("cannot create {}: {e}", config.run.display()))?;
-    let optim_config = AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(config.clip)));
+pub fn train<B: AutodiffBackend>(
+    config: Config,
+    resume: bool,
+    device: B::Device,
+) -> Result<(), String> {
+    std::fs::create_dir_all(&config.run)
+        .map_err(|e| format!("cannot create {}: {e}", config.run.display()))?;
+    let optim_config =
+        AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(config.clip)));
     let mut optim = optim_config.init::<B, Model<B>>();
     let (mut model, mut state) = match checkpoint::latest(&config.run).filter(|_| resume) {
         Some(ckpt) => {
@@ -104,11 +122,23 @@ pub fn train<B: AutodiffBackend>(config: Config, resume: bool, device: B::Device
         }
         None => {
             if resume {
-                eprintln!("no checkpoint in {}; starting a new run", config.run.display());
+                eprintln!(
+                    "no checkpoint in {}; starting a new run",
+                    config.run.display()
+                );
             }
             B::seed(&device, config.seed);
             let cfg = serde_json::to_value(&config).expect("config serializes");
-            (Model::new(&device), State { step: 0, rng: Rng::new(config.seed), seconds: 0.0, images: 0, config: cfg })
+            (
+                Model::new(&device),
+                State {
+                    step: 0,
+                    rng: Rng::new(config.seed),
+                    seconds: 0.0,
+                    images: 0,
+                    config: cfg,
+                },
+            )
         }
     };
     let mut log = Log::open(&config.run)?;
@@ -122,37 +152,78 @@ pub fn train<B: AutodiffBackend>(config: Config, resume: bool, device: B::Device
             .map(|p| Planar::load(p).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?,
         Some(dir) => {
-            eprintln!("warning: validation folder {} not found; validation is off", dir.display());
+            eprintln!(
+                "warning: validation folder {} not found; validation is off",
+                dir.display()
+            );
             Vec::new()
         }
         None => Vec::new(),
     };
-    eprintln!("{} training images, {} validation images", data.len(), val.len());
+    eprintln!(
+        "{} training images, {} validation images",
+        data.len(),
+        val.len()
+    );
     // The data thread draws from its own generator, derived from the run's so resumes repeat it.
     let mut rng = state.rng;
-    let batches = data::prefetch(data.clone(), Rng::new(rng.next_u64()), config.batch, config.crop, 4);
+    let batches = data::prefetch(
+        data.clone(),
+        Rng::new(rng.next_u64()),
+        config.batch,
+        config.crop,
+        4,
+    );
 
     let bar = ProgressBar::new(config.steps);
-    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})").expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     bar.set_position(state.step);
     let started = Instant::now();
     let seconds_before = state.seconds;
     let mut last_ckpt = Instant::now();
     let mut window = (Instant::now(), 0u64);
     let pixels = (config.batch * (config.crop * config.crop) as usize) as f32;
-    let deadline = config.minutes.map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
+    let deadline = config
+        .minutes
+        .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
     let mut skipped = 0u64;
 
-    while state.step < config.steps && !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        let batch = batches.recv().map_err(|_| "data thread stopped".to_string())?;
+    while state.step < config.steps
+        && !STOP.load(Ordering::Relaxed)
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
+        let batch = batches
+            .recv()
+            .map_err(|_| "data thread stopped".to_string())?;
         let level = rng.below(LEVELS as u64) as usize;
-        let x = Tensor::<B, 4>::from_data(TensorData::new(batch, [config.batch, 3, config.crop as usize, config.crop as usize]), &device);
+        let x = Tensor::<B, 4>::from_data(
+            TensorData::new(
+                batch,
+                [config.batch, 3, config.crop as usize, config.crop as usize],
+            ),
+            &device,
+        );
         let out = model.forward(x.clone(), (level + 1) as f32);
         let mse = (out.x_hat - x).powi_scalar(2).mean();
         let bpp = out.bits.sum().div_scalar(pixels);
         let loss = mse.clone().mul_scalar(LAMBDAS[level] * 255.0 * 255.0) + bpp.clone();
         // One device read per step for all three statistics.
-        let stats = Tensor::cat(vec![loss.clone().reshape([1]), mse.reshape([1]), bpp.reshape([1])], 0).into_data().convert::<f64>().to_vec::<f64>().expect("float data");
+        let stats = Tensor::cat(
+            vec![
+                loss.clone().reshape([1]),
+                mse.reshape([1]),
+                bpp.reshape([1]),
+            ],
+            0,
+        )
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("float data");
         let (loss_v, mse_v, bpp_v) = (stats[0], stats[1], stats[2]);
         if !loss_v.is_finite() {
             skipped += 1;
@@ -170,7 +241,10 @@ pub fn train<B: AutodiffBackend>(config: Config, resume: bool, device: B::Device
         if state.step % 10 == 0 || state.step == 1 {
             let img_s = window.1 as f64 / window.0.elapsed().as_secs_f64();
             window = (Instant::now(), 0);
-            bar.set_message(format!("loss {loss_v:.3} bpp {bpp_v:.3} psnr {psnr:.2} q{} {img_s:.1} img/s", level + 1));
+            bar.set_message(format!(
+                "loss {loss_v:.3} bpp {bpp_v:.3} psnr {psnr:.2} q{} {img_s:.1} img/s",
+                level + 1
+            ));
             log.write(serde_json::json!({"step": state.step, "loss": loss_v, "bpp": bpp_v, "psnr": psnr, "level": level + 1, "lr": config.lr_at(state.step), "img_s": img_s, "images": state.images}));
         }
         bar.set_position(state.step);
@@ -179,8 +253,19 @@ pub fn train<B: AutodiffBackend>(config: Config, resume: bool, device: B::Device
             let inner = model.valid();
             match validate(&inner, &val, &device) {
                 Ok(points) => {
-                    let pts: Vec<_> = points.iter().map(|(q, b, p)| serde_json::json!({"quality": q, "bpp": b, "psnr": p})).collect();
-                    bar.println(format!("step {}: validation {}", state.step, points.iter().map(|(q, b, p)| format!("q{q}: {b:.3} bpp {p:.2} dB")).collect::<Vec<_>>().join(", ")));
+                    let pts: Vec<_> = points
+                        .iter()
+                        .map(|(q, b, p)| serde_json::json!({"quality": q, "bpp": b, "psnr": p}))
+                        .collect();
+                    bar.println(format!(
+                        "step {}: validation {}",
+                        state.step,
+                        points
+                            .iter()
+                            .map(|(q, b, p)| format!("q{q}: {b:.3} bpp {p:.2} dB"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
                     log.write(serde_json::json!({"step": state.step, "validation": pts}));
                 }
                 Err(e) => bar.println(format!("step {}: validation failed: {e}", state.step)),
@@ -198,7 +283,12 @@ pub fn train<B: AutodiffBackend>(config: Config, resume: bool, device: B::Device
     state.seconds = seconds_before + started.elapsed().as_secs_f64();
     let p = checkpoint::save(&config.run, &model, &optim, &state)?;
     bar.finish_and_clear();
-    eprintln!("stopped at step {} after {:.1} min; checkpoint {}", state.step, state.seconds / 60.0, p.display());
+    eprintln!(
+        "stopped at step {} after {:.1} min; checkpoint {}",
+        state.step,
+        state.seconds / 60.0,
+        p.display()
+    );
     log.write(serde_json::json!({"step": state.step, "checkpoint": p.display().to_string(), "seconds": state.seconds}));
     Ok(())
 }

@@ -23,7 +23,9 @@ pub const AGG: usize = 96;
 /// Quality levels, each with its own gain vector and rate-distortion trade-off.
 pub const LEVELS: usize = 8;
 /// λ of each level for the loss `λ · 255² · MSE + bpp` (CompressAI's MSE ladder).
-pub const LAMBDAS: [f64; LEVELS] = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800];
+pub const LAMBDAS: [f64; LEVELS] = [
+    0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800,
+];
 /// Total downsampling of the latent grid; images are padded to a multiple of [`PAD_TO`].
 pub const Y_STRIDE: usize = 16;
 /// Padding granularity: `y` is ×16 down and `z` a further ×4.

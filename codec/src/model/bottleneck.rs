@@ -35,13 +35,28 @@ impl<B: Backend> Bottleneck<B> {
         let (mut matrices, mut biases, mut factors) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..FILTERS.len() - 1 {
             let init = (1.0 / scale / FILTERS[i + 1] as f64).exp_m1().ln();
-            matrices.push(Param::from_tensor(Tensor::full([channels, FILTERS[i + 1], FILTERS[i]], init, device)));
-            biases.push(Param::from_tensor(Tensor::random([channels, FILTERS[i + 1], 1], Distribution::Uniform(-0.5, 0.5), device)));
+            matrices.push(Param::from_tensor(Tensor::full(
+                [channels, FILTERS[i + 1], FILTERS[i]],
+                init,
+                device,
+            )));
+            biases.push(Param::from_tensor(Tensor::random(
+                [channels, FILTERS[i + 1], 1],
+                Distribution::Uniform(-0.5, 0.5),
+                device,
+            )));
             if i + 2 < FILTERS.len() {
-                factors.push(Param::from_tensor(Tensor::zeros([channels, FILTERS[i + 1], 1], device)));
+                factors.push(Param::from_tensor(Tensor::zeros(
+                    [channels, FILTERS[i + 1], 1],
+                    device,
+                )));
             }
         }
-        Self { matrices, biases, factors }
+        Self {
+            matrices,
+            biases,
+            factors,
+        }
     }
 
     /// `f(x)` for `x: [c, 1, n]`, returning `[c, 1, n]`.
@@ -64,7 +79,9 @@ impl<B: Backend> Bottleneck<B> {
         // Evaluate in the tail where σ is accurate: flip signs where both logits are positive.
         let sign = (lower.clone() + upper.clone()).sign().neg();
         let lik = (sigmoid(upper * sign.clone()) - sigmoid(lower * sign)).abs();
-        lik.clamp_min(1e-9).reshape([c, n, h, w]).permute([1, 0, 2, 3])
+        lik.clamp_min(1e-9)
+            .reshape([c, n, h, w])
+            .permute([1, 0, 2, 3])
     }
 
     /// Quantizes each channel's density to an integer table over the values whose mass is not
@@ -73,7 +90,16 @@ impl<B: Backend> Bottleneck<B> {
         let read = |p: &Param<Tensor<B, 3>>| -> (Vec<f64>, [usize; 3]) {
             let t = p.val();
             let dims = t.dims();
-            (t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data").into_iter().map(f64::from).collect(), dims)
+            (
+                t.into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .expect("f32 data")
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+                dims,
+            )
         };
         let matrices: Vec<_> = self.matrices.iter().map(read).collect();
         let biases: Vec<_> = self.biases.iter().map(read).collect();
@@ -111,12 +137,15 @@ impl<B: Backend> Bottleneck<B> {
             while hi > lo && 1.0 - cdf(f64::from(hi) - 0.5) < TAIL {
                 hi -= 1;
             }
-            let pmf: Vec<f64> = (lo..=hi).map(|v| cdf(f64::from(v) + 0.5) - cdf(f64::from(v) - 0.5)).collect();
+            let pmf: Vec<f64> = (lo..=hi)
+                .map(|v| cdf(f64::from(v) + 0.5) - cdf(f64::from(v) - 0.5))
+                .collect();
             let tail = cdf(f64::from(lo) - 0.5) + (1.0 - cdf(f64::from(hi) + 0.5));
             offsets.push(lo);
             pmfs.push(pmf);
             tails.push(tail);
         }
-        FactorizedTables::from_pmfs(&offsets, &pmfs, &tails).expect("one table per channel, each 1..=2049 values")
+        FactorizedTables::from_pmfs(&offsets, &pmfs, &tails)
+            .expect("one table per channel, each 1..=2049 values")
     }
 }

@@ -53,12 +53,19 @@ impl<B: Backend> Slice<B> {
     pub fn new(k: usize, device: &B::Device) -> Self {
         let c = SLICES[k];
         let prev = arch::slice_start(k);
-        let channel = (k > 0).then(|| ChannelCtx { c1: conv(prev, CTX, 1, 1, device), c2: conv(CTX, CTX, 3, 1, device) });
+        let channel = (k > 0).then(|| ChannelCtx {
+            c1: conv(prev, CTX, 1, 1, device),
+            c2: conv(CTX, CTX, 3, 1, device),
+        });
         let agg_in = HYPER + if k > 0 { CTX } else { 0 } + SPATIAL;
         Self {
             channel,
             spatial: conv(c, SPATIAL, SPATIAL_K, 1, device),
-            aggregate: Aggregate { c1: conv(agg_in, AGG, 1, 1, device), c2: conv(AGG, AGG, 1, 1, device), c3: conv(AGG, 2 * c, 1, 1, device) },
+            aggregate: Aggregate {
+                c1: conv(agg_in, AGG, 1, 1, device),
+                c2: conv(AGG, AGG, 1, 1, device),
+                c3: conv(AGG, 2 * c, 1, 1, device),
+            },
         }
     }
 
@@ -74,7 +81,13 @@ impl<B: Backend> Slice<B> {
     }
 
     /// Training pass of slice `k` given the hyper features and the quantized earlier slices.
-    pub fn forward(&self, y: Tensor<B, 4>, hyper: Tensor<B, 4>, previous: &[Tensor<B, 4>], noise: bool) -> SliceOutput<B> {
+    pub fn forward(
+        &self,
+        y: Tensor<B, 4>,
+        hyper: Tensor<B, 4>,
+        previous: &[Tensor<B, 4>],
+        noise: bool,
+    ) -> SliceOutput<B> {
         let [n, _, h, w] = y.dims();
         let device = y.device();
         let mut base = vec![hyper];
@@ -84,15 +97,22 @@ impl<B: Backend> Slice<B> {
         }
         let base = Tensor::cat(base, 1);
         let anchor = anchor_mask::<B>(h, w, &device);
-        let (mean_a, scale_a) = self.params(base.clone(), Tensor::zeros([n, SPATIAL, h, w], &device));
+        let (mean_a, scale_a) =
+            self.params(base.clone(), Tensor::zeros([n, SPATIAL, h, w], &device));
         let y_hat_a = ste_round(y.clone(), mean_a.clone());
         let spatial = self.spatial.forward(y_hat_a * anchor.clone());
         let (mean_n, scale_n) = self.params(base, spatial);
-        let pick = |a: Tensor<B, 4>, b: Tensor<B, 4>| a * anchor.clone() + b * (anchor.clone().neg().add_scalar(1.0));
+        let pick = |a: Tensor<B, 4>, b: Tensor<B, 4>| {
+            a * anchor.clone() + b * (anchor.clone().neg().add_scalar(1.0))
+        };
         let mean = pick(mean_a, mean_n);
         let scale = pick(scale_a, scale_n);
         let y_hat = ste_round(y.clone(), mean.clone());
-        let y_rate = if noise { y.clone() + y.random_like(Distribution::Uniform(-0.5, 0.5)) } else { y_hat.clone() };
+        let y_rate = if noise {
+            y.clone() + y.random_like(Distribution::Uniform(-0.5, 0.5))
+        } else {
+            y_hat.clone()
+        };
         let likelihood = gaussian_likelihood(y_rate - mean, scale);
         SliceOutput { y_hat, likelihood }
     }
@@ -100,7 +120,15 @@ impl<B: Backend> Slice<B> {
 
 /// `1` on anchors (`(row + col)` even), `0` elsewhere, shaped `[1, 1, h, w]`.
 pub fn anchor_mask<B: Backend>(h: usize, w: usize, device: &B::Device) -> Tensor<B, 4> {
-    let data: Vec<f32> = (0..h * w).map(|i| if (i / w + i % w) % 2 == 0 { 1.0 } else { 0.0 }).collect();
+    let data: Vec<f32> = (0..h * w)
+        .map(|i| {
+            if (i / w + i % w).is_multiple_of(2) {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Tensor::<B, 1>::from_floats(data.as_slice(), device).reshape([1, 1, h, w])
 }
 
@@ -115,7 +143,9 @@ pub fn gaussian_likelihood<B: Backend>(v: Tensor<B, 4>, scale: Tensor<B, 4>) -> 
     let v = v.abs();
     let k = std::f32::consts::FRAC_1_SQRT_2;
     // Φ(t) = ½ erfc(−t/√2); using the upper tail of |v| keeps precision for large values.
-    let upper = (v.clone().neg().add_scalar(0.5) / scale.clone()).mul_scalar(k).erf();
+    let upper = (v.clone().neg().add_scalar(0.5) / scale.clone())
+        .mul_scalar(k)
+        .erf();
     let lower = (v.neg().sub_scalar(0.5) / scale).mul_scalar(k).erf();
     (upper - lower).mul_scalar(0.5).clamp_min(1e-9)
 }

@@ -5,13 +5,19 @@
 //! and "same" padding, ReLU, depth-to-space upsampling and channel concatenation.
 
 use burn::module::{Module, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::backend::Backend;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
 
 /// A convolution with a `k × k` kernel, stride 1 or 2 and "same" padding (`k / 2`).
-pub fn conv<B: Backend>(cin: usize, cout: usize, k: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
+pub fn conv<B: Backend>(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    device: &B::Device,
+) -> Conv2d<B> {
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
@@ -23,7 +29,9 @@ pub fn conv<B: Backend>(cin: usize, cout: usize, k: usize, stride: usize, device
 pub fn depth_to_space<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c4, h, w] = x.dims();
     let c = c4 / 4;
-    x.reshape([n, c, 2, 2, h, w]).permute([0, 1, 4, 2, 5, 3]).reshape([n, c, 2 * h, 2 * w])
+    x.reshape([n, c, 2, 2, h, w])
+        .permute([0, 1, 4, 2, 5, 3])
+        .reshape([n, c, 2 * h, 2 * w])
 }
 
 /// ×2 upsampling as a 3×3 convolution to four times the channels followed by depth-to-space.
@@ -36,7 +44,9 @@ pub struct Up<B: Backend> {
 
 impl<B: Backend> Up<B> {
     pub fn new(cin: usize, cout: usize, device: &B::Device) -> Self {
-        Self { conv: conv(cin, 4 * cout, 3, 1, device) }
+        Self {
+            conv: conv(cin, 4 * cout, 3, 1, device),
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -60,7 +70,11 @@ impl<B: Backend> Gdn<B> {
     pub fn new(channels: usize, inverse: bool, device: &B::Device) -> Self {
         let beta = Tensor::ones([channels], device);
         let gamma = Tensor::<B, 2>::eye(channels, device).mul_scalar(0.1f32.sqrt());
-        Self { beta: Param::from_tensor(beta), gamma: Param::from_tensor(gamma), inverse }
+        Self {
+            beta: Param::from_tensor(beta),
+            gamma: Param::from_tensor(gamma),
+            inverse,
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -87,20 +101,32 @@ mod tests {
     fn depth_to_space_matches_pixel_shuffle_layout() {
         let dev = Default::default();
         // One output channel: input channels 0..4 hold the four phases (i, j) = (0,0),(0,1),(1,0),(1,1).
-        let x = Tensor::<B, 4>::from_data(TensorData::new((0..4).map(|v| v as f32).collect::<Vec<_>>(), [1, 4, 1, 1]), &dev);
+        let x = Tensor::<B, 4>::from_data(
+            TensorData::new((0..4).map(|v| v as f32).collect::<Vec<_>>(), [1, 4, 1, 1]),
+            &dev,
+        );
         let y = depth_to_space(x);
         assert_eq!(y.dims(), [1, 1, 2, 2]);
-        assert_eq!(y.into_data().to_vec::<f32>().unwrap(), vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            y.into_data().to_vec::<f32>().unwrap(),
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
     }
 
     #[test]
     fn gdn_inverts_igdn_for_identity_gamma() {
         let dev = Default::default();
-        let x = Tensor::<B, 4>::from_data(TensorData::new(vec![0.5f32, -2.0, 3.0, 0.0], [1, 1, 2, 2]), &dev);
+        let x = Tensor::<B, 4>::from_data(
+            TensorData::new(vec![0.5f32, -2.0, 3.0, 0.0], [1, 1, 2, 2]),
+            &dev,
+        );
         let g = Gdn::<B>::new(1, false, &dev);
         let y = g.forward(x.clone());
         // y = x / (1 + 0.1|x|) elementwise for one channel.
-        let want: Vec<f32> = [0.5f32, -2.0, 3.0, 0.0].iter().map(|v| v / (1.0 + 1e-6 + 0.1 * v.abs())).collect();
+        let want: Vec<f32> = [0.5f32, -2.0, 3.0, 0.0]
+            .iter()
+            .map(|v| v / (1.0 + 1e-6 + 0.1 * v.abs()))
+            .collect();
         let got = y.into_data().to_vec::<f32>().unwrap();
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5);

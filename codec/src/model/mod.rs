@@ -23,7 +23,7 @@ use burn::tensor::{Distribution, Tensor};
 use arch::{HYPER, LEVELS, M, N, SLICES, Z};
 use bottleneck::Bottleneck;
 use entropy_model::Slice;
-use layers::{conv, Gdn, Up};
+use layers::{Gdn, Up, conv};
 
 #[derive(Module, Debug)]
 pub struct Analysis<B: Backend> {
@@ -114,8 +114,16 @@ impl<B: Backend> Model<B> {
                 g3: Gdn::new(N, true, device),
                 u4: Up::new(N, 3, device),
             },
-            h_a: HyperAnalysis { c1: conv(M, Z, 3, 1, device), c2: conv(Z, Z, 5, 2, device), c3: conv(Z, Z, 5, 2, device) },
-            h_s: HyperSynthesis { u1: Up::new(Z, Z, device), u2: Up::new(Z, HS_MID, device), c3: conv(HS_MID, HYPER, 1, 1, device) },
+            h_a: HyperAnalysis {
+                c1: conv(M, Z, 3, 1, device),
+                c2: conv(Z, Z, 5, 2, device),
+                c3: conv(Z, Z, 5, 2, device),
+            },
+            h_s: HyperSynthesis {
+                u1: Up::new(Z, Z, device),
+                u2: Up::new(Z, HS_MID, device),
+                c3: conv(HS_MID, HYPER, 1, 1, device),
+            },
             bottleneck: Bottleneck::new(Z, device),
             slices: (0..SLICES.len()).map(|k| Slice::new(k, device)).collect(),
             gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
@@ -126,7 +134,13 @@ impl<B: Backend> Model<B> {
     /// Gain vector for a fractional quality `q ∈ [1, LEVELS]`: geometric interpolation between
     /// the two neighbouring levels (Cui et al. 2021), so rate varies smoothly with `q`.
     pub fn gain_for(&self, q: f32, inverse: bool) -> Tensor<B, 4> {
-        let table = if inverse { self.inv_gain.val() } else { self.gain.val() }.abs().clamp_min(1e-4);
+        let table = if inverse {
+            self.inv_gain.val()
+        } else {
+            self.gain.val()
+        }
+        .abs()
+        .clamp_min(1e-4);
         let q = q.clamp(1.0, LEVELS as f32) - 1.0;
         let lo = (q.floor() as usize).min(LEVELS - 2);
         let t = q - lo as f32;
@@ -170,7 +184,11 @@ impl<B: Backend> Model<B> {
         let z = self.hyper_analysis(y.clone());
         let z_noisy = z.clone() + z.random_like(Distribution::Uniform(-0.5, 0.5));
         let z_hat = z.clone() + (z.clone().round() - z).detach();
-        let mut bits = self.bottleneck.likelihood(z_noisy).log().sum_dims_squeeze::<1, _>(&[1, 2, 3]);
+        let mut bits = self
+            .bottleneck
+            .likelihood(z_noisy)
+            .log()
+            .sum_dims_squeeze::<1, _>(&[1, 2, 3]);
         let hyper = self.h_s.forward(z_hat);
         let mut decoded: Vec<Tensor<B, 4>> = Vec::with_capacity(SLICES.len());
         let mut start = 0;
@@ -183,6 +201,9 @@ impl<B: Backend> Model<B> {
         }
         let y_hat = Tensor::cat(decoded, 1);
         let x_hat = self.synthesis(y_hat, q);
-        ForwardOutput { x_hat, bits: bits.reshape([n]).mul_scalar(-std::f32::consts::LOG2_E) }
+        ForwardOutput {
+            x_hat,
+            bits: bits.reshape([n]).mul_scalar(-std::f32::consts::LOG2_E),
+        }
     }
 }

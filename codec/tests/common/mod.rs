@@ -9,7 +9,10 @@ use codec::weights::ModelFile;
 
 /// The CPU backends built into this test binary (tch and/or ndarray).
 pub fn cpu_backends() -> Vec<BackendKind> {
-    BackendKind::built().into_iter().filter(|k| matches!(k, BackendKind::Tch | BackendKind::Ndarray)).collect()
+    BackendKind::built()
+        .into_iter()
+        .filter(|k| matches!(k, BackendKind::Tch | BackendKind::Ndarray))
+        .collect()
 }
 
 /// The conformance model (see `ModelFile::synthetic`).
@@ -32,12 +35,20 @@ pub fn picture(w: u32, h: u32, channels: u8, bit_depth: u8) -> Planar {
         for i in 0..n {
             let (x, y) = ((i % w as usize) as f32, (i / w as usize) as f32);
             let cc = if channels == 1 { 0.0 } else { c as f32 };
-            let v = 0.5 + 0.3 * ((x * 0.11 + cc).sin() * (y * 0.07).cos()) + 0.15 * ((x * 0.9 + y * 1.3).sin());
+            let v = 0.5
+                + 0.3 * ((x * 0.11 + cc).sin() * (y * 0.07).cos())
+                + 0.15 * ((x * 0.9 + y * 1.3).sin());
             let levels = if bit_depth == 16 { 65535.0 } else { 255.0 };
             rgb[c * n + i] = (v.clamp(0.0, 1.0) * levels).round() / levels;
         }
     }
-    Planar { width: w, height: h, channels, bit_depth, rgb }
+    Planar {
+        width: w,
+        height: h,
+        channels,
+        bit_depth,
+        rgb,
+    }
 }
 
 pub struct Encode(pub ModelFile, pub Planar, pub f32);
@@ -45,7 +56,10 @@ pub struct Encode(pub ModelFile, pub Planar, pub f32);
 impl Job for Encode {
     type Output = (Vec<u8>, Latents);
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        Codec::<B>::new(self.0, device).unwrap().compress_with_latents(&self.1, self.2).unwrap()
+        Codec::<B>::new(self.0, device)
+            .unwrap()
+            .compress_with_latents(&self.1, self.2)
+            .unwrap()
     }
 }
 
@@ -54,7 +68,10 @@ pub struct Decode(pub ModelFile, pub Vec<u8>);
 impl Job for Decode {
     type Output = Result<(Planar, Latents), String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        Codec::<B>::new(self.0, device).unwrap().decompress_with_latents(&self.1).map_err(|e| e.to_string())
+        Codec::<B>::new(self.0, device)
+            .unwrap()
+            .decompress_with_latents(&self.1)
+            .map_err(|e| e.to_string())
     }
 }
 

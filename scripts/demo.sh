@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Encode and decode one image with the shipped model, doing any set-up needed first.
+# Usage: scripts/demo.sh [IMAGE] [QUALITY]   (default: Kodak's kodim23 if ../shared is present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+image=${1:-../shared/datasets/kodak/kodim23.png}
+quality=${2:-4}
+if [ ! -f "$image" ]; then
+    image=testdata/golden/rgb-130x70-q8.png
+    echo "ember: $1 not found; using $image" >&2
+fi
+cargo build --release --quiet --features "$EMBER_FEATURES" -p codec
+out=${TMPDIR:-/tmp}/ember-demo
+mkdir -p "$out"
+./target/release/ember encode "$image" -o "$out/demo.ember" --quality "$quality"
+./target/release/ember decode "$out/demo.ember" -o "$out/demo.png"
+./target/release/ember info "$out/demo.ember"
+echo "reconstruction: $out/demo.png"

@@ -1,0 +1,174 @@
+//! A tiny real training run on the default backend: logs, checkpoints, resume, export, and the
+//! exported model coding an image.
+
+use std::path::Path;
+use std::process::Command;
+
+use codec::backend::{self, BackendKind, Job};
+use codec::compress::Codec;
+use codec::image_io::Planar;
+use codec::weights::ModelFile;
+
+fn picture(w: u32, h: u32, phase: f32) -> Planar {
+    let n = (w * h) as usize;
+    let rgb = (0..3 * n)
+        .map(|i| {
+            let (c, p) = (i / n, i % n);
+            let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
+            0.5 + 0.4 * ((x * 0.2 + phase + c as f32).sin() * (y * 0.13).cos())
+        })
+        .collect();
+    Planar {
+        width: w,
+        height: h,
+        channels: 3,
+        bit_depth: 8,
+        rgb,
+    }
+}
+
+fn train(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ember-train"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn steps_logged(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("loss").is_some())
+        .filter_map(|v| v["step"].as_u64())
+        .collect()
+}
+
+struct RoundTrip(ModelFile, Planar);
+
+impl Job for RoundTrip {
+    type Output = (Vec<u8>, Planar);
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        let codec = Codec::<B>::new(self.0, device).unwrap();
+        let bytes = codec.compress(&self.1, 3.0).unwrap();
+        let out = codec.decompress(&bytes).unwrap();
+        (bytes, out)
+    }
+}
+
+#[test]
+fn tiny_run_checkpoints_resumes_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, val, run) = (
+        dir.path().join("data"),
+        dir.path().join("val"),
+        dir.path().join("run"),
+    );
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::create_dir_all(&val).unwrap();
+    for i in 0..4 {
+        picture(96, 80, i as f32)
+            .save_png(&data.join("sub").join(format!("{i}.png")))
+            .unwrap();
+    }
+    std::fs::write(data.join("README.md"), "not an image").unwrap();
+    picture(64, 64, 9.0).save_png(&val.join("v.png")).unwrap();
+    let common = [
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--val",
+        val.to_str().unwrap(),
+        "--val-images",
+        "1",
+        "--val-every",
+        "2",
+        "--batch",
+        "2",
+        "--crop",
+        "64",
+        "--warmup",
+        "1",
+        "--checkpoint-minutes",
+        "0",
+    ];
+
+    let out = train(&[&["run", "--steps", "3"], &common[..]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(steps_logged(&run), vec![1]);
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    assert!(
+        log.contains("\"validation\""),
+        "no validation in log:\n{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("checkpoints/latest")).unwrap(),
+        "step-00000003"
+    );
+
+    let out = train(&[&["run", "--steps", "5", "--resume"], &common[..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("resuming from"),
+        "{err}"
+    );
+    assert!(err.contains("stopped at step 5"), "{err}");
+    // Only the two newest checkpoints are kept.
+    let mut kept: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, vec!["latest", "step-00000004", "step-00000005"]);
+
+    let model = dir.path().join("m.safetensors");
+    let out = train(&[
+        "export",
+        run.to_str().unwrap(),
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = ModelFile::load(&model).unwrap();
+    let img = picture(40, 24, 1.0);
+    let (bytes, rec) = backend::run(
+        BackendKind::default_kind().unwrap(),
+        RoundTrip(file, img.clone()),
+    )
+    .unwrap();
+    assert!(!bytes.is_empty());
+    assert_eq!((rec.width, rec.height), (40, 24));
+}
+
+#[test]
+fn bad_arguments_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(&[
+        "run",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--run",
+        dir.path().join("r").to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no readable images"));
+    let out = train(&[
+        "export",
+        dir.path().to_str().unwrap(),
+        "-o",
+        "x.safetensors",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint"));
+}
