@@ -319,7 +319,7 @@ impl Job for BenchJob {
         let load = t.elapsed().as_secs_f64();
         let threads = rayon::current_num_threads();
         println!(
-            "codec: {}x{} image, backend {}, {threads} threads, model load {load:.2} s, best of 3 after a warm-up run",
+            "codec: {}x{} image, backend {}, {threads} threads, model load {load:.2} s, best of 4 runs",
             self.image.width,
             self.image.height,
             self.kind.name()
