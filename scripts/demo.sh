@@ -10,7 +10,7 @@ if [ ! -f "$image" ]; then
     image=testdata/golden/rgb-130x70-q8.png
     echo "ember: $1 not found; using $image" >&2
 fi
-cargo build --release --quiet --features "$EMBER_FEATURES" -p codec
+cargo build --release --quiet --workspace --features "$EMBER_FEATURES"
 out=${TMPDIR:-/tmp}/ember-demo
 mkdir -p "$out"
 ./target/release/ember encode "$image" -o "$out/demo.ember" --quality "$quality"

@@ -6,11 +6,36 @@
 //! decoded PNG is opaque. The sample depth (8 or 16 bits) is recorded and restored on output.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader, Limits};
 
 use crate::bitstream::{MAX_PIXELS, MAX_SIDE};
+
+/// File extensions read as images; everything else (READMEs, checksums) is ignored.
+const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "ppm", "pgm", "pnm"];
+
+/// All image files under `dir`, recursively, in sorted order (so runs are reproducible).
+pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
 
 /// An image ready for coding: planar RGB in `[0, 1]`, `[3, height, width]`.
 #[derive(Clone, Debug, PartialEq)]

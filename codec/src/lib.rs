@@ -5,6 +5,7 @@ pub mod backend;
 pub mod bitstream;
 pub mod compress;
 pub mod detnet;
+pub mod eval;
 pub mod fsutil;
 pub mod image_io;
 pub mod metrics;

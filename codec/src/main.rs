@@ -73,9 +73,12 @@ enum Command {
         /// Model file to use instead of the shipped default.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Folder for the JSON, CSV and plots.
+        /// Folder for the JSON and CSV.
         #[arg(short, long, default_value = "eval-out")]
         output: PathBuf,
+        /// Compute backend for the transforms.
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
     },
     /// Measure speed and print a table.
     Bench {
@@ -220,8 +223,26 @@ fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Eval { .. } => {
-            Err("eval is not implemented yet; encode, decode, info and bench work".into())
+        Command::Eval {
+            dir,
+            quality,
+            model,
+            output,
+            backend,
+        } => {
+            if let Some(q) = quality.iter().find(|q| !(1.0..=8.0).contains(*q)) {
+                return Err(format!("quality {q} is outside 1..=8"));
+            }
+            let file = load_model(model.as_deref())?;
+            backends::run(
+                pick_backend(backend)?,
+                EvalJob {
+                    file,
+                    dir,
+                    quality,
+                    output,
+                },
+            )?
         }
     }
 }
@@ -303,6 +324,63 @@ fn peak_rss_mib() -> Option<f64> {
         .parse()
         .ok()?;
     Some(kb / 1024.0)
+}
+
+struct EvalJob {
+    file: ModelFile,
+    dir: PathBuf,
+    quality: Vec<f32>,
+    output: PathBuf,
+}
+
+impl Job for EvalJob {
+    type Output = Result<(), String>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        let name = self.file.model.name();
+        let hash = self.file.hash;
+        let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
+        let rows = codec::eval::evaluate(&codec, &self.dir, &self.quality)?;
+        let description = format!(
+            "Ember {name} (weights {hash:016x}) on {}; real bitstreams, header included",
+            self.dir.display()
+        );
+        let json = codec::eval::compressai_json(name, &description, &rows);
+        std::fs::create_dir_all(&self.output)
+            .map_err(|e| format!("cannot create {}: {e}", self.output.display()))?;
+        let write = |file: &str, bytes: &[u8]| {
+            codec::fsutil::write_atomic(&self.output.join(file), bytes)
+                .map_err(|e| format!("cannot write {file}: {e}"))
+        };
+        write(
+            &format!("{name}.json"),
+            serde_json::to_string_pretty(&json)
+                .expect("json")
+                .as_bytes(),
+        )?;
+        write(&format!("{name}.csv"), codec::eval::csv(&rows).as_bytes())?;
+        let r = &json["results"];
+        println!("| quality | bpp | PSNR-RGB dB | MS-SSIM | encode s | decode s |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for i in 0..self.quality.len() {
+            let f = |k: &str, p: usize| {
+                r[k][i]
+                    .as_f64()
+                    .map(|v| format!("{v:.p$}"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                r["quality"][i],
+                f("bpp", 4),
+                f("psnr-rgb", 2),
+                f("ms-ssim-rgb", 4),
+                f("encoding_time", 3),
+                f("decoding_time", 3)
+            );
+        }
+        println!("wrote {}", self.output.display());
+        Ok(())
+    }
 }
 
 struct BenchJob {

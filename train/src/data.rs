@@ -6,7 +6,7 @@
 //! size are **upscaled** to it (never padded), so every crop is real image content. Crops are
 //! taken at random positions and flipped horizontally with probability ½.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use image::RgbImage;
@@ -14,31 +14,6 @@ use image::imageops::FilterType;
 use rayon::prelude::*;
 
 use crate::rng::Rng;
-
-/// File extensions read as images; everything else (READMEs, checksums) is ignored.
-const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "ppm", "pgm", "pnm"];
-
-/// All image files under `dir`, recursively, in sorted order (so runs are reproducible).
-pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let p = entry?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
 
 pub struct Dataset {
     images: Vec<RgbImage>,
@@ -48,7 +23,8 @@ impl Dataset {
     /// Loads every image under `dir` in parallel. Unreadable files are skipped with a warning
     /// naming them; an empty result is an error.
     pub fn load(dir: &Path, crop: u32, max_short: u32) -> Result<Self, String> {
-        let files = list_images(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let files = codec::image_io::list_images(dir)
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         let images: Vec<RgbImage> = files
             .par_iter()
             .filter_map(|f| match image::open(f) {

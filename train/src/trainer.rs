@@ -145,7 +145,7 @@ pub fn train<B: AutodiffBackend>(
     eprintln!("loading training images from {} ...", config.data.display());
     let data = Arc::new(Dataset::load(&config.data, config.crop, config.max_short)?);
     let val: Vec<Planar> = match &config.val {
-        Some(dir) if dir.is_dir() => data::list_images(dir)
+        Some(dir) if dir.is_dir() => codec::image_io::list_images(dir)
             .map_err(|e| e.to_string())?
             .iter()
             .take(config.val_images)
