@@ -43,7 +43,19 @@ pub struct Codec<B: Backend> {
     pub model: Model<B>,
     path: EntropyPath,
     device: B::Device,
+    /// Tile side of the transforms, in latent pixels (see [`TILE`]).
+    tile: usize,
 }
+
+/// The analysis and synthesis transforms run on tiles of this many latent pixels per side
+/// (512 image pixels), each extended by [`MARGIN`] on every side and cropped back, so their
+/// memory stays bounded whatever the image size: peak memory is a few hundred MB for the
+/// transforms plus about 60 bytes per image pixel for the image, the latents and the entropy
+/// path (about 3.8 GB for 8000×8000). The margin of 64 pixels covers the analysis transform's
+/// 61-pixel receptive field, so tiling changes results only by float rounding.
+pub const TILE: usize = 32;
+/// Overlap of neighbouring tiles, in latent pixels.
+pub const MARGIN: usize = 4;
 
 /// The integer symbols of a coded image, for tests and diagnostics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +92,57 @@ impl<B: Backend> Codec<B> {
             model,
             path,
             device,
+            tile: TILE,
         })
+    }
+
+    /// Uses tiles of `tile` latent pixels instead of [`TILE`] (for tests of the tiling).
+    pub fn with_tile(mut self, tile: usize) -> Self {
+        self.tile = tile.max(1);
+        self
+    }
+
+    /// Runs `f` on overlapping tiles of a `[c, h, w]` plane set whose pixels are `scale` times
+    /// the latent grid `hy × wy`. `f` gets a crop (tile plus margin) and returns its output,
+    /// `out_c` channels at `out_scale` times the latent grid; the tile's interior is pasted
+    /// into the result. Tiles are visited in raster order.
+    fn tiled(
+        &self,
+        input: &Map,
+        scale: usize,
+        (hy, wy): (usize, usize),
+        out_c: usize,
+        out_scale: usize,
+        f: impl Fn(Tensor<B, 4>) -> Tensor<B, 4>,
+    ) -> Map {
+        let mut out = Map::zeros(out_c, hy * out_scale, wy * out_scale);
+        for ty in (0..hy).step_by(self.tile) {
+            for tx in (0..wy).step_by(self.tile) {
+                let (y1, x1) = ((ty + self.tile).min(hy), (tx + self.tile).min(wy));
+                let (ys, xs) = (ty.saturating_sub(MARGIN), tx.saturating_sub(MARGIN));
+                let (ye, xe) = ((y1 + MARGIN).min(hy), (x1 + MARGIN).min(wy));
+                let (ch, cw) = ((ye - ys) * scale, (xe - xs) * scale);
+                let mut crop = Vec::with_capacity(input.c * ch * cw);
+                for c in 0..input.c {
+                    for row in ys * scale..ye * scale {
+                        let at = (c * input.h + row) * input.w + xs * scale;
+                        crop.extend_from_slice(&input.data[at..at + cw]);
+                    }
+                }
+                let result = Self::to_vec(f(self.tensor(crop, [1, input.c, ch, cw])));
+                let (rh, rw) = ((ye - ys) * out_scale, (xe - xs) * out_scale);
+                let (oy, ox) = ((ty - ys) * out_scale, (tx - xs) * out_scale);
+                let (th, tw) = ((y1 - ty) * out_scale, (x1 - tx) * out_scale);
+                for c in 0..out_c {
+                    for row in 0..th {
+                        let src = (c * rh + oy + row) * rw + ox;
+                        let dst = (c * out.h + ty * out_scale + row) * out.w + tx * out_scale;
+                        out.data[dst..dst + tw].copy_from_slice(&result[src..src + tw]);
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn tensor(&self, data: Vec<f32>, shape: [usize; 4]) -> Tensor<B, 4> {
@@ -109,15 +171,17 @@ impl<B: Backend> Codec<B> {
         let qf = f32::from(q8) / 256.0;
         let (pixels, pw, ph) = image.padded(PAD_TO);
         let (hy, wy) = (ph / Y_STRIDE, pw / Y_STRIDE);
-        let x = self.tensor(pixels, [1, 3, ph, pw]);
-        let y = self.model.analysis(x, qf);
-        let z = self.model.hyper_analysis(y.clone());
-        let y = Map {
-            c: M,
-            h: hy,
-            w: wy,
-            data: Self::to_vec(y),
+        let x = Map {
+            c: 3,
+            h: ph,
+            w: pw,
+            data: pixels,
         };
+        let y = self.tiled(&x, Y_STRIDE, (hy, wy), M, 1, |t| self.model.analysis(t, qf));
+        drop(x);
+        let z = self
+            .model
+            .hyper_analysis(self.tensor(y.data.clone(), [1, M, hy, wy]));
         let z_sym: Vec<i32> = Self::to_vec(z)
             .iter()
             .map(|v| v.round_ties_even() as i32)
@@ -247,11 +311,12 @@ impl<B: Backend> Codec<B> {
                 GaussianTables::shared().tables(),
             )?)
         })?;
-        let x_hat = self.model.synthesis(
-            self.tensor(y_hat.data, [1, M, hy, wy]),
-            f32::from(h.quality_q8) / 256.0,
-        );
-        let full = Self::to_vec(x_hat);
+        let q = f32::from(h.quality_q8) / 256.0;
+        let full = self
+            .tiled(&y_hat, 1, (hy, wy), 3, Y_STRIDE, |t| {
+                self.model.synthesis(t, q)
+            })
+            .data;
         let (w, hh) = (h.width as usize, h.height as usize);
         let mut rgb = Vec::with_capacity(3 * w * hh);
         for c in 0..3 {

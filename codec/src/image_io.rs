@@ -167,6 +167,32 @@ impl Planar {
         }
     }
 
+    /// A deterministic synthetic picture (smooth waves plus fine texture, shifted by `phase`),
+    /// quantized to `bit_depth`; gray when `channels` is 1. For tests and benchmarks that must
+    /// not depend on image files.
+    pub fn pattern(w: u32, h: u32, channels: u8, bit_depth: u8, phase: f32) -> Planar {
+        let n = (w * h) as usize;
+        let levels = if bit_depth == 16 { 65535.0 } else { 255.0 };
+        let mut rgb = vec![0.0; 3 * n];
+        for c in 0..3 {
+            let cc = if channels == 1 { 0.0 } else { c as f32 };
+            for i in 0..n {
+                let (x, y) = ((i % w as usize) as f32, (i / w as usize) as f32);
+                let v = 0.5
+                    + 0.3 * ((x * 0.11 + cc + phase).sin() * (y * 0.07).cos())
+                    + 0.15 * ((x * 0.9 + y * 1.3).sin());
+                rgb[c * n + i] = (v.clamp(0.0, 1.0) * levels).round() / levels;
+            }
+        }
+        Planar {
+            width: w,
+            height: h,
+            channels,
+            bit_depth,
+            rgb,
+        }
+    }
+
     /// The image exactly as [`save_png`](Self::save_png) stores it (gray averaged, samples
     /// quantized to the bit depth), read back.
     pub fn as_stored(&self) -> Planar {

@@ -294,23 +294,7 @@ fn default_bench_image() -> Result<Planar, String> {
     if kodak.is_file() {
         return Planar::load(&kodak).map_err(|e| e.to_string());
     }
-    let (w, h) = (768u32, 512u32);
-    let n = (w * h) as usize;
-    let rgb = (0..3 * n)
-        .map(|i| {
-            let (c, p) = (i / n, i % n);
-            let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
-            0.5 + 0.3 * ((x * 0.05 + c as f32).sin() * (y * 0.031).cos())
-                + 0.1 * ((x * 1.7 + y * 2.3).sin())
-        })
-        .collect();
-    Ok(Planar {
-        width: w,
-        height: h,
-        channels: 3,
-        bit_depth: 8,
-        rgb,
-    })
+    Ok(Planar::pattern(768, 512, 3, 8, 0.0))
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux; `None` elsewhere).

@@ -10,21 +10,7 @@ use codec::image_io::Planar;
 use codec::weights::ModelFile;
 
 fn picture(w: u32, h: u32, phase: f32) -> Planar {
-    let n = (w * h) as usize;
-    let rgb = (0..3 * n)
-        .map(|i| {
-            let (c, p) = (i / n, i % n);
-            let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
-            0.5 + 0.4 * ((x * 0.2 + phase + c as f32).sin() * (y * 0.13).cos())
-        })
-        .collect();
-    Planar {
-        width: w,
-        height: h,
-        channels: 3,
-        bit_depth: 8,
-        rgb,
-    }
+    Planar::pattern(w, h, 3, 8, phase)
 }
 
 fn train(args: &[&str]) -> std::process::Output {

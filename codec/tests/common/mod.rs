@@ -27,28 +27,9 @@ pub fn synthetic() -> ModelFile {
     backend::run(cpu_backends()[0], Make).unwrap()
 }
 
-/// A smooth test picture with some texture, `channels` 1 or 3.
+/// The test picture used throughout (and for the golden streams' sources).
 pub fn picture(w: u32, h: u32, channels: u8, bit_depth: u8) -> Planar {
-    let n = (w * h) as usize;
-    let mut rgb = vec![0.0; 3 * n];
-    for c in 0..3 {
-        for i in 0..n {
-            let (x, y) = ((i % w as usize) as f32, (i / w as usize) as f32);
-            let cc = if channels == 1 { 0.0 } else { c as f32 };
-            let v = 0.5
-                + 0.3 * ((x * 0.11 + cc).sin() * (y * 0.07).cos())
-                + 0.15 * ((x * 0.9 + y * 1.3).sin());
-            let levels = if bit_depth == 16 { 65535.0 } else { 255.0 };
-            rgb[c * n + i] = (v.clamp(0.0, 1.0) * levels).round() / levels;
-        }
-    }
-    Planar {
-        width: w,
-        height: h,
-        channels,
-        bit_depth,
-        rgb,
-    }
+    Planar::pattern(w, h, channels, bit_depth, 0.0)
 }
 
 pub struct Encode(pub ModelFile, pub Planar, pub f32);
