@@ -93,6 +93,9 @@ pub fn run<J: Job>(kind: BackendKind, job: J) -> Result<J::Output, String> {
         #[cfg(feature = "ndarray")]
         BackendKind::Ndarray => Ok(job.run::<burn::backend::NdArray>(Default::default())),
         #[allow(unreachable_patterns)]
-        _ => Err(missing()),
+        _ => {
+            drop(job);
+            Err(missing())
+        }
     }
 }

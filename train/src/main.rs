@@ -36,6 +36,9 @@ enum Command {
         /// Folder of training images (searched recursively). Never Kodak.
         #[arg(long, default_value = "../shared/datasets/train")]
         data: PathBuf,
+        /// Start a new run from this model file (e.g. the shipped model) instead of random weights.
+        #[arg(long)]
+        init: Option<PathBuf>,
         /// Validation images, coded to real bytes every --val-every steps.
         #[arg(long, default_value = "../shared/datasets/kodak")]
         val: PathBuf,
@@ -114,6 +117,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Run {
             run,
             data,
+            init,
             val,
             val_images,
             val_every,
@@ -132,11 +136,12 @@ fn run(command: Command) -> Result<(), String> {
         } => {
             ctrlc::set_handler(|| trainer::STOP.store(true, std::sync::atomic::Ordering::Relaxed))
                 .map_err(|e| format!("cannot install signal handler: {e}"))?;
-            if batch == 0 || crop < 64 || crop % 64 != 0 {
+            if batch == 0 || crop < 64 || !crop.is_multiple_of(64) {
                 return Err("--batch must be positive and --crop a positive multiple of 64".into());
             }
             let config = trainer::Config {
                 data,
+                init,
                 val: Some(val),
                 val_images,
                 run,

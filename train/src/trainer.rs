@@ -28,6 +28,8 @@ use crate::rng::Rng;
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     pub data: PathBuf,
+    /// Model file to start from instead of random weights (a new run only).
+    pub init: Option<PathBuf>,
     pub val: Option<PathBuf>,
     pub val_images: usize,
     pub run: PathBuf,

@@ -124,6 +124,22 @@ fn tiny_run_checkpoints_resumes_and_exports() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A new run can start from an exported model.
+    let run2 = dir.path().join("run2");
+    let mut args = vec!["run", "--steps", "1", "--init", model.to_str().unwrap()];
+    args.extend(common.iter().map(|a| {
+        if *a == run.to_str().unwrap() {
+            run2.to_str().unwrap()
+        } else {
+            a
+        }
+    }));
+    let out = train(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let file = ModelFile::load(&model).unwrap();
     let img = picture(40, 24, 1.0);
     let (bytes, rec) = backend::run(
