@@ -156,6 +156,23 @@ impl<B: Backend> Codec<B> {
             .expect("float tensor")
     }
 
+    /// The model's own estimate of the coded size in bits (`−Σ log2 p` of the rounded
+    /// latents, header excluded), computed in float on this backend over the whole image.
+    pub fn estimate_bits(&self, image: &Planar, q: f32) -> Result<f64, CodecError> {
+        let qf = f32::from(quality_q8(q)?) / 256.0;
+        let (pixels, pw, ph) = image.padded(PAD_TO);
+        let bits = self
+            .model
+            .forward(self.tensor(pixels, [1, 3, ph, pw]), qf, false)
+            .bits;
+        Ok(f64::from(
+            bits.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("float tensor")[0],
+        ))
+    }
+
     /// Compresses `image` at quality `q` (1..=8).
     pub fn compress(&self, image: &Planar, q: f32) -> Result<Vec<u8>, CodecError> {
         Ok(self.compress_with_latents(image, q)?.0)

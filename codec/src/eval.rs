@@ -18,6 +18,8 @@ pub struct Row {
     pub quality: f32,
     pub bytes: usize,
     pub bpp: f64,
+    /// The model's rate estimate from its likelihoods, header excluded, in bpp.
+    pub estimated_bpp: f64,
     pub psnr: f64,
     /// `None` for images too small for five scales (shorter side ≤ 160).
     pub ms_ssim: Option<f64>,
@@ -67,6 +69,9 @@ pub fn evaluate<B: Backend>(
                 .decompress(&bytes)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             let decode_s = t.elapsed().as_secs_f64();
+            let estimate = codec
+                .estimate_bits(img, q)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             let (src, rec) = (img.as_stored(), rec.as_stored());
             rows.push(Row {
                 image: path
@@ -77,6 +82,7 @@ pub fn evaluate<B: Backend>(
                 quality: q,
                 bytes: bytes.len(),
                 bpp: 8.0 * bytes.len() as f64 / (f64::from(img.width) * f64::from(img.height)),
+                estimated_bpp: estimate / (f64::from(img.width) * f64::from(img.height)),
                 psnr: psnr_rgb8(&src, &rec),
                 ms_ssim: ms_ssim_rgb8(&src, &rec),
                 encode_s,
@@ -110,6 +116,7 @@ pub fn compressai_json(name: &str, description: &str, rows: &[Row]) -> serde_jso
         "results": {
             "quality": qualities,
             "bpp": series(&|r| Some(r.bpp)),
+            "estimated_bpp": series(&|r| Some(r.estimated_bpp)),
             "psnr-rgb": series(&|r| Some(r.psnr)),
             "ms-ssim-rgb": series(&|r| r.ms_ssim),
             "encoding_time": series(&|r| Some(r.encode_s)),
@@ -120,12 +127,14 @@ pub fn compressai_json(name: &str, description: &str, rows: &[Row]) -> serde_jso
 
 /// Per-image CSV with a header line.
 pub fn csv(rows: &[Row]) -> String {
-    let mut out = String::from("image,quality,bytes,bpp,psnr_rgb,ms_ssim_rgb,encode_s,decode_s\n");
+    let mut out = String::from(
+        "image,quality,bytes,bpp,estimated_bpp,psnr_rgb,ms_ssim_rgb,encode_s,decode_s\n",
+    );
     for r in rows {
         let ms = r.ms_ssim.map(|v| format!("{v:.6}")).unwrap_or_default();
         out.push_str(&format!(
-            "{},{},{},{:.6},{:.4},{},{:.4},{:.4}\n",
-            r.image, r.quality, r.bytes, r.bpp, r.psnr, ms, r.encode_s, r.decode_s
+            "{},{},{},{:.6},{:.6},{:.4},{},{:.4},{:.4}\n",
+            r.image, r.quality, r.bytes, r.bpp, r.estimated_bpp, r.psnr, ms, r.encode_s, r.decode_s
         ));
     }
     out

@@ -343,8 +343,8 @@ impl Job for EvalJob {
         )?;
         write(&format!("{name}.csv"), codec::eval::csv(&rows).as_bytes())?;
         let r = &json["results"];
-        println!("| quality | bpp | PSNR-RGB dB | MS-SSIM | encode s | decode s |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!("| quality | bpp | estimated bpp | PSNR-RGB dB | MS-SSIM | encode s | decode s |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for i in 0..self.quality.len() {
             let f = |k: &str, p: usize| {
                 r[k][i]
@@ -353,9 +353,10 @@ impl Job for EvalJob {
                     .unwrap_or_else(|| "-".into())
             };
             println!(
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 r["quality"][i],
                 f("bpp", 4),
+                f("estimated_bpp", 4),
                 f("psnr-rgb", 2),
                 f("ms-ssim-rgb", 4),
                 f("encoding_time", 3),

@@ -209,7 +209,7 @@ pub fn train<B: AutodiffBackend>(
             ),
             &device,
         );
-        let out = model.forward(x.clone(), (level + 1) as f32);
+        let out = model.forward(x.clone(), (level + 1) as f32, true);
         let mse = (out.x_hat - x).powi_scalar(2).mean();
         let bpp = out.bits.sum().div_scalar(pixels);
         let loss = mse.clone().mul_scalar(LAMBDAS[level] * 255.0 * 255.0) + bpp.clone();

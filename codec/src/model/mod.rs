@@ -178,15 +178,22 @@ impl<B: Backend> Model<B> {
 
     /// Training forward pass at quality `q`: noisy likelihoods for the rate, straight-through
     /// rounding for what the decoder sees.
-    pub fn forward(&self, x: Tensor<B, 4>, q: f32) -> ForwardOutput<B> {
+    ///
+    /// With `noise` false, rates are those of the rounded latents: the estimate of what the
+    /// real coder will write, which `ember eval` reports beside the real size.
+    pub fn forward(&self, x: Tensor<B, 4>, q: f32, noise: bool) -> ForwardOutput<B> {
         let n = x.dims()[0];
         let y = self.analysis(x, q);
         let z = self.hyper_analysis(y.clone());
-        let z_noisy = z.clone() + z.random_like(Distribution::Uniform(-0.5, 0.5));
-        let z_hat = z.clone() + (z.clone().round() - z).detach();
+        let z_hat = z.clone() + (z.clone().round() - z.clone()).detach();
+        let z_rate = if noise {
+            z.clone() + z.random_like(Distribution::Uniform(-0.5, 0.5))
+        } else {
+            z_hat.clone()
+        };
         let mut bits = self
             .bottleneck
-            .likelihood(z_noisy)
+            .likelihood(z_rate)
             .log()
             .sum_dims_squeeze::<1, _>(&[1, 2, 3]);
         let hyper = self.h_s.forward(z_hat);
@@ -195,7 +202,7 @@ impl<B: Backend> Model<B> {
         for (k, slice) in self.slices.iter().enumerate() {
             let y_k = y.clone().narrow(1, start, SLICES[k]);
             start += SLICES[k];
-            let out = slice.forward(y_k, hyper.clone(), &decoded, true);
+            let out = slice.forward(y_k, hyper.clone(), &decoded, noise);
             bits = bits + out.likelihood.log().sum_dims_squeeze::<1, _>(&[1, 2, 3]);
             decoded.push(out.y_hat);
         }
