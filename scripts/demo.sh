@@ -7,8 +7,8 @@ source scripts/env.sh
 image=${1:-../shared/datasets/kodak/kodim23.png}
 quality=${2:-4}
 if [ ! -f "$image" ]; then
+    echo "ember: $image not found; using the test picture testdata/golden/rgb-130x70-q8.png" >&2
     image=testdata/golden/rgb-130x70-q8.png
-    echo "ember: $1 not found; using $image" >&2
 fi
 cargo build --release --quiet --workspace --features "$EMBER_FEATURES"
 out=${TMPDIR:-/tmp}/ember-demo
