@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+bash scripts/baselines.sh
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets --features "$EMBER_FEATURES" -- -D warnings
 cargo test --release --workspace --features "$EMBER_FEATURES"

@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use codec::backend::{self as backends, BackendKind, Job};
 use codec::bitstream::{self, SectionKind};
 use codec::compress::Codec;
+use codec::eval::bdrate::{Interpolation, bd_rate};
+use codec::eval::classical::{Classical, Runner};
+use codec::eval::curves::{Curve, Metric};
 use codec::image_io::Planar;
 use codec::weights::ModelFile;
 
@@ -67,18 +70,47 @@ enum Command {
     Eval {
         /// Folder of images (for example ../shared/datasets/kodak).
         dir: PathBuf,
-        /// Comma-separated quality levels.
-        #[arg(long, value_delimiter = ',', default_values_t = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])]
+        /// Codec to measure: Ember, or a classical baseline through Debian's tools.
+        #[arg(long, value_enum, default_value_t = EvalCodec::Ember)]
+        codec: EvalCodec,
+        /// Comma-separated quality settings in the codec's own scale (Ember: 1-8, default all
+        /// eight; the baselines default to settings spanning about 0.1-2 bpp on Kodak).
+        #[arg(long, value_delimiter = ',')]
         quality: Vec<f32>,
-        /// Model file to use instead of the shipped default.
+        /// Model file to use instead of the shipped default (Ember only).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Folder for the JSON and CSV.
+        /// Folder for the JSON and CSV, named after the codec.
         #[arg(short, long, default_value = "eval-out")]
         output: PathBuf,
-        /// Compute backend for the transforms.
+        /// Compute backend for the transforms (Ember only).
         #[arg(long, value_enum)]
         backend: Option<BackendKind>,
+    },
+    /// Bjøntegaard delta rate of a curve (a results JSON file) against one or more anchors.
+    Bdrate {
+        /// The curve under test, e.g. eval-out/ember-mrc-v1.json.
+        curve: PathBuf,
+        /// Anchor curves, e.g. ../shared/anchors/compressai-kodak/vtm.json.
+        #[arg(long, required = true, num_args = 1..)]
+        against: Vec<PathBuf>,
+        /// Distortion axis.
+        #[arg(long, value_enum, default_value_t = Metric::Psnr)]
+        metric: Metric,
+    },
+    /// Rate-distortion plot (PSNR and MS-SSIM panels) of results JSON files, as PNG.
+    Plot {
+        /// Curves to draw; the first is drawn strongest.
+        #[arg(required = true)]
+        curves: Vec<PathBuf>,
+        /// PNG to write (atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value = "Kodak")]
+        title: String,
+        /// Right end of the bpp axis.
+        #[arg(long, default_value_t = 1.6)]
+        max_bpp: f64,
     },
     /// Measure speed and print a table.
     Bench {
@@ -97,6 +129,29 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EvalCodec {
+    Ember,
+    Jpeg,
+    Webp,
+    Avif,
+    Jxl,
+    Hevc,
+}
+
+impl EvalCodec {
+    fn classical(self) -> Option<Classical> {
+        match self {
+            EvalCodec::Ember => None,
+            EvalCodec::Jpeg => Some(Classical::Jpeg),
+            EvalCodec::Webp => Some(Classical::Webp),
+            EvalCodec::Avif => Some(Classical::Avif),
+            EvalCodec::Jxl => Some(Classical::Jxl),
+            EvalCodec::Hevc => Some(Classical::Hevc),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -225,26 +280,161 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Eval {
             dir,
+            codec,
             quality,
             model,
             output,
             backend,
-        } => {
-            if let Some(q) = quality.iter().find(|q| !(1.0..=8.0).contains(*q)) {
-                return Err(format!("quality {q} is outside 1..=8"));
+        } => match codec.classical() {
+            Some(classical) => eval_classical(classical, &dir, quality, &output),
+            None => {
+                let quality = if quality.is_empty() {
+                    (1..=8).map(|q| q as f32).collect()
+                } else {
+                    quality
+                };
+                if let Some(q) = quality.iter().find(|q| !(1.0..=8.0).contains(*q)) {
+                    return Err(format!("quality {q} is outside 1..=8"));
+                }
+                let file = load_model(model.as_deref())?;
+                let images = codec::eval::load_images(&dir)?;
+                backends::run(
+                    pick_backend(backend)?,
+                    EvalJob {
+                        file,
+                        images,
+                        dir,
+                        quality,
+                        output,
+                    },
+                )?
             }
-            let file = load_model(model.as_deref())?;
-            backends::run(
-                pick_backend(backend)?,
-                EvalJob {
-                    file,
-                    dir,
-                    quality,
-                    output,
-                },
-            )?
+        },
+        Command::Bdrate {
+            curve,
+            against,
+            metric,
+        } => bdrate(&curve, &against, metric),
+        Command::Plot {
+            curves,
+            output,
+            title,
+            max_bpp,
+        } => {
+            let curves = curves
+                .iter()
+                .map(|p| Curve::load(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            codec::eval::plot::rd_plot(&curves, &title, max_bpp, &output)?;
+            println!("wrote {}", output.display());
+            Ok(())
         }
     }
+}
+
+fn eval_classical(
+    classical: Classical,
+    dir: &Path,
+    quality: Vec<f32>,
+    output: &Path,
+) -> Result<(), String> {
+    let quality = if quality.is_empty() {
+        classical.default_qualities().to_vec()
+    } else {
+        quality
+    };
+    if let Some(q) = quality.iter().find(|&&q| !classical.accepts(q)) {
+        return Err(format!("{} does not take quality {q}", classical.name()));
+    }
+    let runner = Runner::new(classical)?;
+    let images = codec::eval::load_images(dir)?;
+    let rows = codec::eval::evaluate_with(&images, &quality, |img, q| runner.code(img, q))?;
+    let mut extra = serde_json::Map::new();
+    let floors: Vec<f64> = images
+        .iter()
+        .filter_map(|(_, img)| {
+            let coded = runner.code_floor(img)?;
+            Some(coded.map(|c| codec::metrics::psnr_rgb8(&img.as_stored(), &c.decoded.as_stored())))
+        })
+        .collect::<Result<_, _>>()?;
+    if !floors.is_empty() {
+        let floor = floors.iter().sum::<f64>() / floors.len() as f64;
+        println!("RGB<->YUV conversion floor: {floor:.2} dB PSNR-RGB");
+        extra.insert("conversion_floor_psnr_rgb".into(), floor.into());
+    }
+    let description = format!(
+        "{} on {}; {}",
+        classical.name(),
+        dir.display(),
+        classical.describe()
+    );
+    let json = codec::eval::compressai_json(classical.name(), &description, &rows, extra);
+    write_results(output, classical.name(), &json, &rows)
+}
+
+/// Writes `NAME.json` and `NAME.csv` into `output` and prints the table.
+fn write_results(
+    output: &Path,
+    name: &str,
+    json: &serde_json::Value,
+    rows: &[codec::eval::Row],
+) -> Result<(), String> {
+    std::fs::create_dir_all(output)
+        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let write = |file: &str, bytes: &[u8]| {
+        codec::fsutil::write_atomic(&output.join(file), bytes)
+            .map_err(|e| format!("cannot write {file}: {e}"))
+    };
+    write(
+        &format!("{name}.json"),
+        serde_json::to_string_pretty(json).expect("json").as_bytes(),
+    )?;
+    write(&format!("{name}.csv"), codec::eval::csv(rows).as_bytes())?;
+    print!("{}", codec::eval::markdown_table(json));
+    println!("wrote {}", output.display());
+    Ok(())
+}
+
+/// Rounds to two decimals without a negative zero, so identical curves print "+0.00%".
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0 + 0.0
+}
+
+/// Prints one table row per anchor; an anchor that cannot be compared (no such metric, no
+/// overlap) gets its reason in the row, and only unreadable files are errors.
+fn bdrate(curve: &Path, anchors: &[PathBuf], metric: Metric) -> Result<(), String> {
+    let test = Curve::load(curve)?;
+    let test_pts = test
+        .points(metric)
+        .ok_or_else(|| format!("{} has no {} values", test.name, metric.label()))?;
+    println!("BD-rate of {} on {}:", test.name, metric.label());
+    println!();
+    println!("| anchor | BD-rate (cubic) | BD-rate (pchip) | overlap |");
+    println!("|---|---:|---:|---|");
+    for path in anchors {
+        let anchor = Curve::load(path)?;
+        let row = anchor
+            .points(metric)
+            .ok_or_else(|| format!("no {} values", metric.label()))
+            .and_then(|a| {
+                Ok((
+                    bd_rate(&a, &test_pts, Interpolation::Cubic)?,
+                    bd_rate(&a, &test_pts, Interpolation::Pchip)?,
+                ))
+            });
+        match row {
+            Ok((cubic, pchip)) => println!(
+                "| {} | {:+.2}% | {:+.2}% | {:.2}-{:.2} dB |",
+                anchor.name,
+                round2(cubic.percent),
+                round2(pchip.percent),
+                cubic.quality_lo,
+                cubic.quality_hi
+            ),
+            Err(e) => println!("| {} | n/a | n/a | {e} |", anchor.name),
+        }
+    }
+    Ok(())
 }
 
 fn pick_backend(explicit: Option<BackendKind>) -> Result<BackendKind, String> {
@@ -312,6 +502,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 struct EvalJob {
     file: ModelFile,
+    images: Vec<(PathBuf, Planar)>,
     dir: PathBuf,
     quality: Vec<f32>,
     output: PathBuf,
@@ -323,48 +514,13 @@ impl Job for EvalJob {
         let name = self.file.model.name();
         let hash = self.file.hash;
         let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
-        let rows = codec::eval::evaluate(&codec, &self.dir, &self.quality)?;
+        let rows = codec::eval::evaluate(&codec, &self.images, &self.quality)?;
         let description = format!(
             "Ember {name} (weights {hash:016x}) on {}; real bitstreams, header included",
             self.dir.display()
         );
-        let json = codec::eval::compressai_json(name, &description, &rows);
-        std::fs::create_dir_all(&self.output)
-            .map_err(|e| format!("cannot create {}: {e}", self.output.display()))?;
-        let write = |file: &str, bytes: &[u8]| {
-            codec::fsutil::write_atomic(&self.output.join(file), bytes)
-                .map_err(|e| format!("cannot write {file}: {e}"))
-        };
-        write(
-            &format!("{name}.json"),
-            serde_json::to_string_pretty(&json)
-                .expect("json")
-                .as_bytes(),
-        )?;
-        write(&format!("{name}.csv"), codec::eval::csv(&rows).as_bytes())?;
-        let r = &json["results"];
-        println!("| quality | bpp | estimated bpp | PSNR-RGB dB | MS-SSIM | encode s | decode s |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
-        for i in 0..self.quality.len() {
-            let f = |k: &str, p: usize| {
-                r[k][i]
-                    .as_f64()
-                    .map(|v| format!("{v:.p$}"))
-                    .unwrap_or_else(|| "-".into())
-            };
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                r["quality"][i],
-                f("bpp", 4),
-                f("estimated_bpp", 4),
-                f("psnr-rgb", 2),
-                f("ms-ssim-rgb", 4),
-                f("encoding_time", 3),
-                f("decoding_time", 3)
-            );
-        }
-        println!("wrote {}", self.output.display());
-        Ok(())
+        let json = codec::eval::compressai_json(name, &description, &rows, serde_json::Map::new());
+        write_results(&self.output, name, &json, &rows)
     }
 }
 

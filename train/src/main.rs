@@ -39,6 +39,10 @@ enum Command {
         /// Start a new run from this model file (e.g. the shipped model) instead of random weights.
         #[arg(long)]
         init: Option<PathBuf>,
+        /// With --init: reset the per-level gains to the √λ ladder (for models trained
+        /// before the ladder existed).
+        #[arg(long, requires = "init")]
+        reset_gains: bool,
         /// Validation images, coded to real bytes every --val-every steps.
         #[arg(long, default_value = "../shared/datasets/kodak")]
         val: PathBuf,
@@ -118,6 +122,7 @@ fn run(command: Command) -> Result<(), String> {
             run,
             data,
             init,
+            reset_gains,
             val,
             val_images,
             val_every,
@@ -142,6 +147,7 @@ fn run(command: Command) -> Result<(), String> {
             let config = trainer::Config {
                 data,
                 init,
+                reset_gains,
                 val: Some(val),
                 val_images,
                 run,

@@ -30,6 +30,10 @@ pub struct Config {
     pub data: PathBuf,
     /// Model file to start from instead of random weights (a new run only).
     pub init: Option<PathBuf>,
+    /// With `init`: reset the per-level gains to the `√λ` ladder (see
+    /// [`Model::with_gain_ladder`]), for models trained before the ladder existed.
+    #[serde(default)]
+    pub reset_gains: bool,
     pub val: Option<PathBuf>,
     pub val_images: usize,
     pub run: PathBuf,
@@ -131,8 +135,25 @@ pub fn train<B: AutodiffBackend>(
             }
             B::seed(&device, config.seed);
             let cfg = serde_json::to_value(&config).expect("config serializes");
+            let model = match &config.init {
+                Some(path) => {
+                    let file = ModelFile::load(path).map_err(|e| e.to_string())?;
+                    eprintln!(
+                        "starting from {} (weights {:016x})",
+                        path.display(),
+                        file.hash
+                    );
+                    let model = file.to_burn::<B>(&device).map_err(|e| e.to_string())?;
+                    if config.reset_gains {
+                        model.with_gain_ladder()
+                    } else {
+                        model
+                    }
+                }
+                None => Model::new(&device),
+            };
             (
-                Model::new(&device),
+                model,
                 State {
                     step: 0,
                     rng: Rng::new(config.seed),

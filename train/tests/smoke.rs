@@ -124,22 +124,52 @@ fn tiny_run_checkpoints_resumes_and_exports() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A new run can start from an exported model.
-    let run2 = dir.path().join("run2");
-    let mut args = vec!["run", "--steps", "1", "--init", model.to_str().unwrap()];
-    args.extend(common.iter().map(|a| {
-        if *a == run.to_str().unwrap() {
-            run2.to_str().unwrap()
-        } else {
-            a
-        }
-    }));
-    let out = train(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // A new run starts from an exported model's weights: exporting it before any step gives
+    // the same file back; with --reset-gains only the gains change, to the √λ ladder.
+    let start_from = |name: &str, extra: &[&str]| {
+        let run2 = dir.path().join(name);
+        let mut args = vec!["run", "--steps", "0", "--init", model.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(common.iter().map(|a| {
+            if *a == run.to_str().unwrap() {
+                run2.to_str().unwrap()
+            } else {
+                a
+            }
+        }));
+        let out = train(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let exported = dir.path().join(format!("{name}.safetensors"));
+        let out = train(&[
+            "export",
+            run2.to_str().unwrap(),
+            "-o",
+            exported.to_str().unwrap(),
+        ]);
+        assert!(out.status.success());
+        ModelFile::load(&exported).unwrap()
+    };
+    let original = ModelFile::load(&model).unwrap();
+    assert_eq!(start_from("same", &[]).hash, original.hash);
+    let reset = start_from("reset", &["--reset-gains"]);
+    assert_ne!(reset.hash, original.hash);
+    assert_eq!(
+        reset
+            .tensor("g_s.u1.conv.weight", &[4 * 128, 192, 3, 3])
+            .unwrap(),
+        original
+            .tensor("g_s.u1.conv.weight", &[4 * 128, 192, 3, 3])
+            .unwrap()
     );
+    let gain = reset.tensor("gain", &[8, 192]).unwrap();
+    for c in [0, 77, 191] {
+        let ratio = gain[7 * 192 + c] / gain[c];
+        assert!((ratio - 10.0).abs() < 1e-3, "q8/q1 gain ratio {ratio}");
+    }
     let file = ModelFile::load(&model).unwrap();
     let img = picture(40, 24, 1.0);
     let (bytes, rec) = backend::run(

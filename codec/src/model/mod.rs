@@ -20,7 +20,7 @@ use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
-use arch::{HYPER, LEVELS, M, N, SLICES, Z};
+use arch::{HYPER, LAMBDAS, LEVELS, M, N, SLICES, Z};
 use bottleneck::Bottleneck;
 use entropy_model::Slice;
 use layers::{Gdn, Up, conv};
@@ -129,6 +129,31 @@ impl<B: Backend> Model<B> {
             gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
             inv_gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
         }
+        .with_gain_ladder()
+    }
+
+    /// Sets the per-level gains to a `√λ` ladder around each channel's present (geometric
+    /// mean) gain, and the inverse gains to match.
+    ///
+    /// Why `√λ`: at high rate a uniform quantizer of step `Δ` costs `Δ²/12` in MSE and
+    /// `−log2 Δ` in bits, so `λ·MSE + R` is smallest at `Δ ∝ 1/√λ`; a gain is `1/Δ`. Starting
+    /// there gives every level its own rate from the first step; with all gains at one, the
+    /// levels must drift apart by gradient alone, which took thousands of steps and left all
+    /// eight qualities at nearly the same rate. Training refines the ladder per channel.
+    pub fn with_gain_ladder(mut self) -> Self {
+        let device = self.gain.val().device();
+        let lambda_ref = (LAMBDAS[0] * LAMBDAS[LEVELS - 1]).sqrt();
+        let ladder: Vec<f32> = LAMBDAS
+            .iter()
+            .map(|l| (l / lambda_ref).sqrt() as f32)
+            .collect();
+        let ladder = Tensor::<B, 1>::from_floats(ladder.as_slice(), &device).reshape([LEVELS, 1]);
+        let centre = |t: Tensor<B, 2>| t.abs().clamp_min(1e-4).log().mean_dim(0).exp();
+        let gain = centre(self.gain.val()) * ladder.clone();
+        let inv_gain = centre(self.inv_gain.val()) / ladder;
+        self.gain = Param::from_tensor(gain.detach());
+        self.inv_gain = Param::from_tensor(inv_gain.detach());
+        self
     }
 
     /// Gain vector for a fractional quality `q ∈ [1, LEVELS]`: geometric interpolation between
