@@ -1,5 +1,6 @@
 //! `ember-train`: train Ember's model, resume runs, and export the model file `ember` loads.
 
+mod bench;
 mod checkpoint;
 mod data;
 mod rng;
@@ -82,6 +83,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Measure training throughput: images per second of the real training step (forward,
+    /// backward, Adam) on synthetic batches, after two warm-up steps.
+    Bench {
+        #[arg(long, value_enum)]
+        backend: Option<BackendKind>,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 256)]
+        crop: u32,
+        /// Timed steps.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+    },
     /// Write the inference model file (f16/f32 weights and integer entropy tables) from a
     /// checkpoint folder or a run folder (its latest checkpoint).
     Export {
@@ -108,11 +122,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// Work that runs on any autodiff backend; [`dispatch`] picks it from the command line.
+trait AutodiffJob {
+    fn go<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String>;
+}
+
 struct TrainJob(trainer::Config, bool);
 
-impl TrainJob {
+impl AutodiffJob for TrainJob {
     fn go<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String> {
         trainer::train::<B>(self.0, self.1, device)
+    }
+}
+
+impl AutodiffJob for bench::BenchJob {
+    fn go<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String> {
+        self.run::<B>(device)
+    }
+}
+
+/// Runs `job` on the chosen backend (default: the fastest one built).
+fn dispatch(backend: Option<BackendKind>, job: impl AutodiffJob) -> Result<(), String> {
+    let kind = backend
+        .or_else(BackendKind::default_kind)
+        .ok_or("no backend built")?;
+    match kind {
+        #[cfg(feature = "tch")]
+        BackendKind::Tch => job
+            .go::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cpu),
+        #[cfg(feature = "tch")]
+        BackendKind::TchCuda => job.go::<Autodiff<burn::backend::LibTorch>>(
+            burn::backend::libtorch::LibTorchDevice::Cuda(0),
+        ),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => job.go::<Autodiff<burn::backend::Cuda>>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => job.go::<Autodiff<burn::backend::Wgpu>>(Default::default()),
+        #[cfg(feature = "ndarray")]
+        BackendKind::Ndarray => job.go::<Autodiff<burn::backend::NdArray>>(Default::default()),
+        #[allow(unreachable_patterns)]
+        other => Err(format!(
+            "backend {} is not built into this binary",
+            other.name()
+        )),
     }
 }
 
@@ -163,33 +215,32 @@ fn run(command: Command) -> Result<(), String> {
                 minutes,
                 seed,
             };
+            dispatch(backend, TrainJob(config, resume))
+        }
+        Command::Bench {
+            backend,
+            batch,
+            crop,
+            steps,
+        } => {
+            if batch == 0 || crop < 64 || !crop.is_multiple_of(64) || steps == 0 {
+                return Err(
+                    "--batch and --steps must be positive and --crop a positive multiple of 64"
+                        .into(),
+                );
+            }
             let kind = backend
                 .or_else(BackendKind::default_kind)
                 .ok_or("no backend built")?;
-            let job = TrainJob(config, resume);
-            match kind {
-                #[cfg(feature = "tch")]
-                BackendKind::Tch => job.go::<Autodiff<burn::backend::LibTorch>>(
-                    burn::backend::libtorch::LibTorchDevice::Cpu,
-                ),
-                #[cfg(feature = "tch")]
-                BackendKind::TchCuda => job.go::<Autodiff<burn::backend::LibTorch>>(
-                    burn::backend::libtorch::LibTorchDevice::Cuda(0),
-                ),
-                #[cfg(feature = "cuda")]
-                BackendKind::Cuda => job.go::<Autodiff<burn::backend::Cuda>>(Default::default()),
-                #[cfg(feature = "wgpu")]
-                BackendKind::Wgpu => job.go::<Autodiff<burn::backend::Wgpu>>(Default::default()),
-                #[cfg(feature = "ndarray")]
-                BackendKind::Ndarray => {
-                    job.go::<Autodiff<burn::backend::NdArray>>(Default::default())
-                }
-                #[allow(unreachable_patterns)]
-                other => Err(format!(
-                    "backend {} is not built into this binary",
-                    other.name()
-                )),
-            }
+            dispatch(
+                Some(kind),
+                bench::BenchJob {
+                    backend: kind.name(),
+                    batch,
+                    crop,
+                    steps,
+                },
+            )
         }
         Command::Export { checkpoint, output } => {
             let ckpt = if checkpoint.join("state.json").exists() {

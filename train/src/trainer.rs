@@ -109,6 +109,57 @@ pub fn validate<B: burn::tensor::backend::Backend>(
     Ok(out)
 }
 
+/// Adam with gradient-norm clipping at `clip`.
+pub fn optimizer<B: AutodiffBackend>(clip: f32) -> impl Optimizer<Model<B>, B> {
+    AdamConfig::new()
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(clip)))
+        .init::<B, Model<B>>()
+}
+
+/// One optimisation step: the loss `λ·255²·MSE + bpp` of a batch at one quality level, its
+/// gradient, and an Adam update. The trainer and `ember-train bench` both run exactly this.
+pub struct Step {
+    pub lr: f64,
+    /// Pixels per batch, for bpp.
+    pub pixels: f32,
+}
+
+impl Step {
+    /// Returns the updated model and `[loss, mse, bpp]`, or the model untouched and `None`
+    /// when the loss is NaN or infinite.
+    pub fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+        &self,
+        model: Model<B>,
+        optim: &mut O,
+        x: Tensor<B, 4>,
+        level: usize,
+    ) -> (Model<B>, Option<[f64; 3]>) {
+        let out = model.forward(x.clone(), (level + 1) as f32, true);
+        let mse = (out.x_hat - x).powi_scalar(2).mean();
+        let bpp = out.bits.sum().div_scalar(self.pixels);
+        let loss = mse.clone().mul_scalar(LAMBDAS[level] * 255.0 * 255.0) + bpp.clone();
+        // One device read per step for all three statistics.
+        let stats = Tensor::cat(
+            vec![
+                loss.clone().reshape([1]),
+                mse.reshape([1]),
+                bpp.reshape([1]),
+            ],
+            0,
+        )
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("float data");
+        if !stats[0].is_finite() {
+            return (model, None);
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(self.lr, model, grads);
+        (model, Some([stats[0], stats[1], stats[2]]))
+    }
+}
+
 pub fn train<B: AutodiffBackend>(
     config: Config,
     resume: bool,
@@ -116,9 +167,7 @@ pub fn train<B: AutodiffBackend>(
 ) -> Result<(), String> {
     std::fs::create_dir_all(&config.run)
         .map_err(|e| format!("cannot create {}: {e}", config.run.display()))?;
-    let optim_config =
-        AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(config.clip)));
-    let mut optim = optim_config.init::<B, Model<B>>();
+    let mut optim = optimizer::<B>(config.clip);
     let (mut model, mut state) = match checkpoint::latest(&config.run).filter(|_| resume) {
         Some(ckpt) => {
             let state = checkpoint::load_state(&ckpt)?;
@@ -214,6 +263,10 @@ pub fn train<B: AutodiffBackend>(
         .minutes
         .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
     let mut skipped = 0u64;
+    let mut step = Step {
+        lr: config.lr_at(state.step),
+        pixels,
+    };
 
     while state.step < config.steps
         && !STOP.load(Ordering::Relaxed)
@@ -223,6 +276,7 @@ pub fn train<B: AutodiffBackend>(
             .recv()
             .map_err(|_| "data thread stopped".to_string())?;
         let level = rng.below(LEVELS as u64) as usize;
+        step.lr = config.lr_at(state.step);
         let x = Tensor::<B, 4>::from_data(
             TensorData::new(
                 batch,
@@ -230,32 +284,14 @@ pub fn train<B: AutodiffBackend>(
             ),
             &device,
         );
-        let out = model.forward(x.clone(), (level + 1) as f32, true);
-        let mse = (out.x_hat - x).powi_scalar(2).mean();
-        let bpp = out.bits.sum().div_scalar(pixels);
-        let loss = mse.clone().mul_scalar(LAMBDAS[level] * 255.0 * 255.0) + bpp.clone();
-        // One device read per step for all three statistics.
-        let stats = Tensor::cat(
-            vec![
-                loss.clone().reshape([1]),
-                mse.reshape([1]),
-                bpp.reshape([1]),
-            ],
-            0,
-        )
-        .into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .expect("float data");
-        let (loss_v, mse_v, bpp_v) = (stats[0], stats[1], stats[2]);
-        if !loss_v.is_finite() {
+        let (next, stats) = step.run(model, &mut optim, x, level);
+        model = next;
+        let Some([loss_v, mse_v, bpp_v]) = stats else {
             skipped += 1;
             log.write(serde_json::json!({"step": state.step, "skipped": "non-finite loss", "level": level, "skipped_total": skipped}));
             state.step += 1;
             continue;
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(config.lr_at(state.step), model, grads);
+        };
         state.step += 1;
         state.images += config.batch as u64;
         window.1 += config.batch as u64;
