@@ -76,6 +76,45 @@ impl Dataset {
     }
 }
 
+/// Writes every image under `src` into `out` as a JPEG of quality `quality` whose shorter side
+/// is `short_side`: a compact copy of a training set for machines it must travel to (the GPU
+/// machine takes 64 MiB per call). Returns the number of images and their total bytes.
+pub fn pack(src: &Path, out: &Path, short_side: u32, quality: u8) -> Result<(usize, u64), String> {
+    let files = codec::image_io::list_images(src)
+        .map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let sizes: Vec<u64> = files
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let img = match image::open(f) {
+                Ok(img) => fit(img.to_rgb8(), short_side, short_side),
+                Err(e) => {
+                    eprintln!("warning: skipping {}: {e}", f.display());
+                    return None;
+                }
+            };
+            let mut bytes = Vec::new();
+            let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+                .encode_image(&img);
+            let path = out.join(format!("{i:05}.jpg"));
+            Some(
+                encoded
+                    .map_err(|e| format!("cannot encode {}: {e}", f.display()))
+                    .and_then(|()| {
+                        codec::fsutil::write_atomic(&path, &bytes)
+                            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+                    })
+                    .map(|()| bytes.len() as u64),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    if sizes.is_empty() {
+        return Err(format!("no readable images under {}", src.display()));
+    }
+    Ok((sizes.len(), sizes.iter().sum()))
+}
+
 /// Scales so the shorter side is within `[crop, max_short]` (Lanczos down, Catmull-Rom up).
 fn fit(img: RgbImage, crop: u32, max_short: u32) -> RgbImage {
     let short = img.width().min(img.height());

@@ -20,7 +20,9 @@ use codec::weights::ModelFile;
 #[command(
     name = "ember-train",
     version,
-    about = "Train Ember's learned image codec"
+    about = "Train Ember's learned image codec",
+    // A later flag overrides an earlier one, so scripts can take extra flags after defaults.
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -95,6 +97,19 @@ enum Command {
         /// Timed steps.
         #[arg(long, default_value_t = 5)]
         steps: usize,
+    },
+    /// Copy a training set as small JPEGs (shorter side --short-side), to carry it to the GPU
+    /// machine (see train/GPU.md).
+    Pack {
+        /// Folder of training images (searched recursively).
+        #[arg(default_value = "../shared/datasets/train")]
+        data: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        short_side: u32,
+        #[arg(long, default_value_t = 80)]
+        jpeg_quality: u8,
     },
     /// Write the inference model file (f16/f32 weights and integer entropy tables) from a
     /// checkpoint folder or a run folder (its latest checkpoint).
@@ -241,6 +256,23 @@ fn run(command: Command) -> Result<(), String> {
                     steps,
                 },
             )
+        }
+        Command::Pack {
+            data,
+            output,
+            short_side,
+            jpeg_quality,
+        } => {
+            if short_side < 64 || !(1..=100).contains(&jpeg_quality) {
+                return Err("--short-side must be at least 64 and --jpeg-quality 1-100".into());
+            }
+            let (n, bytes) = data::pack(&data, &output, short_side, jpeg_quality)?;
+            println!(
+                "{n} images, {:.1} MB, in {}",
+                bytes as f64 / 1e6,
+                output.display()
+            );
+            Ok(())
         }
         Command::Export { checkpoint, output } => {
             let ckpt = if checkpoint.join("state.json").exists() {

@@ -204,3 +204,51 @@ fn bad_arguments_fail_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint"));
 }
+
+#[test]
+fn pack_shrinks_a_training_set_and_bench_prints_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, packed) = (dir.path().join("src"), dir.path().join("packed"));
+    std::fs::create_dir_all(src.join("a")).unwrap();
+    picture(300, 200, 0.0)
+        .save_png(&src.join("a/wide.png"))
+        .unwrap();
+    picture(90, 120, 1.0)
+        .save_png(&src.join("small.png"))
+        .unwrap();
+    std::fs::write(src.join("notes.txt"), "x").unwrap();
+    let out = train(&[
+        "pack",
+        src.to_str().unwrap(),
+        "-o",
+        packed.to_str().unwrap(),
+        "--short-side",
+        "100",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sizes: Vec<(u32, u32)> = std::fs::read_dir(&packed)
+        .unwrap()
+        .map(|e| image::image_dimensions(e.unwrap().path()).unwrap())
+        .collect();
+    sizes.sort();
+    // Shorter side 100 exactly: downscaled from 200, upscaled from 90.
+    assert_eq!(sizes, vec![(100, 133), (150, 100)]);
+
+    let out = train(&["bench", "--batch", "1", "--crop", "64", "--steps", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("| 1 | 64² |") && text.contains("img/s"),
+        "{text}"
+    );
+    let out = train(&["bench", "--crop", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+}

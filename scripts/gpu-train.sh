@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine, from the repository root, with gpu/ carried (train/GPU.md):
+#   bash scripts/gpu-train.sh MINUTES [extra `ember-train run` flags]
+# Benchmarks the training step (ember-train and plain PyTorch), continues training the shipped
+# model (models/ember-mrc-v1.safetensors) for MINUTES on the packed training set, and leaves
+# in $OUT what comes back: the exported model (f16, ~13 MB), the training log and the bench
+# table. BACKEND=tch runs the same thing on the CPU, to try the recipe without a GPU.
+set -euo pipefail
+minutes=${1:?usage: scripts/gpu-train.sh MINUTES [ember-train run flags]}
+shift
+out=${OUT:?OUT must name the folder that comes back}
+backend=${BACKEND:-tch-cuda}
+device=cuda
+[ "$backend" = tch-cuda ] || device=cpu
+export PYTHONUNBUFFERED=1
+torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+bin=${TMPDIR:-/tmp}/ember-train
+python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
+    gpu/ember-train.xz "$bin"
+chmod +x "$bin"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+steps=${BENCH_STEPS:-20}
+{
+    "$bin" bench --backend "$backend" --batch 16 --crop 256 --steps "$steps"
+    python3 train/bench/pytorch_step.py --device "$device" --batch 16 --crop 256 --steps "$steps" | tail -n 1
+} | tee "$out/bench.md"
+run=${TMPDIR:-/tmp}/ember-run
+rm -rf "$run"
+# Kodak does not travel: validation is off here and runs on the returned model instead.
+"$bin" run --run "$run" --backend "$backend" --data gpu/train-pack --val "$run/no-validation" \
+    --init models/ember-mrc-v1.safetensors --minutes "$minutes" --batch 16 --crop 256 \
+    --max-short 256 --lr 1e-4 --warmup 200 --steps 1000000 --checkpoint-minutes 1000 "$@"
+"$bin" export "$run" -o "$out/ember-mrc-v1.safetensors"
+cp "$run/log.jsonl" "$out/log.jsonl"
+cp "$run/checkpoints/$(cat "$run/checkpoints/latest")/state.json" "$out/state.json"
+ls -l "$out"
