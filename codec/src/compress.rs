@@ -313,6 +313,34 @@ impl<B: Backend> Codec<B> {
         }
         let (hy, wy) = (ph / Y_STRIDE, pw / Y_STRIDE);
         let (hz, wz) = (hy / 4, wy / 4);
+        // Before allocating anything of the claimed size, check that every payload can hold
+        // the symbols the header implies (a crafted header could otherwise claim 2^28 pixels
+        // with a few bytes of data).
+        let anchors = (0..hy * wy).filter(|&p| is_anchor(p, wy)).count();
+        let gaussian = GaussianTables::shared().tables();
+        for (i, section) in stream.sections.iter().enumerate() {
+            let (symbols, tables) = match i {
+                0 => (Z * hz * wz, self.file.factorized.tables()),
+                _ => {
+                    let k = (i - 1) / 2;
+                    let positions = if i % 2 == 1 {
+                        anchors
+                    } else {
+                        hy * wy - anchors
+                    };
+                    (SLICES[k] * positions, gaussian)
+                }
+            };
+            if entropy::max_symbols(section.data.len(), tables).is_some_and(|m| symbols as u64 > m)
+            {
+                return Err(CodecError::Inconsistent(format!(
+                    "section {i} has {} bytes, too few for the {symbols} symbols of a {}x{} image",
+                    section.data.len(),
+                    h.width,
+                    h.height
+                )));
+            }
+        }
         let z_sym = decode_z(stream.sections[0].data, Z, hz * wz, &self.file.factorized)?;
         let z_hat = Map {
             c: Z,

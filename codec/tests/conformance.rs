@@ -88,3 +88,27 @@ fn golden_streams_decode_exactly() {
         std::fs::write(dir().join("MANIFEST"), manifest).unwrap();
     }
 }
+
+/// A well-formed container whose header claims a huge image over tiny payloads is rejected
+/// before the decoder allocates latent maps of the claimed size (which would take gigabytes).
+#[test]
+fn huge_claimed_size_with_tiny_payloads_is_rejected_up_front() {
+    let model = synthetic();
+    let (bytes, _) = backend::run(
+        cpu_backends()[0],
+        Encode(model.clone(), picture(64, 64, 3, 8), 4.0),
+    )
+    .unwrap();
+    let stream = codec::bitstream::read(&bytes).unwrap();
+    let mut header = stream.header;
+    header.width = 16384;
+    header.height = 16384;
+    header.pad_right = 0;
+    header.pad_bottom = 0;
+    let forged = codec::bitstream::write(&header, &stream.sections).unwrap();
+    let err = backend::run(cpu_backends()[0], Decode(model, forged))
+        .unwrap()
+        .unwrap_err();
+    // This message comes from the size check that runs before any latent map exists.
+    assert!(err.contains("too few for the"), "{err}");
+}

@@ -132,6 +132,27 @@ pub fn encode(
     Ok(words.iter().flat_map(|w| w.to_le_bytes()).collect())
 }
 
+/// The most symbols that `bytes` of data coded by [`encode`] can hold when every symbol uses
+/// one of `tables`, or `None` when the tables give no useful bound.
+///
+/// Why: a stream's header claims the image size, and the decoder allocates latent maps of
+/// that size before it can tell whether the payloads really hold that many symbols. Every
+/// symbol costs at least `−log2(f_max / 2^16)` bits, less the ANS state's rounding (under
+/// 2^-16 relative, ≈ 2.3e-5 bits), and the coder's state adds at most 64 bits; a payload too
+/// short for its claimed symbols can be rejected before anything is allocated.
+pub fn max_symbols(bytes: usize, tables: &[CdfTable]) -> Option<u64> {
+    let fmax = tables
+        .iter()
+        .flat_map(|t| (0..=t.len()).map(move |i| t.frequency(i)))
+        .max()?;
+    let min_bits = f64::from(PRECISION as u32) - f64::from(fmax).log2() - 2.3e-5;
+    if min_bits <= 1e-6 {
+        return None;
+    }
+    let available = 8.0 * bytes as f64 + 96.0;
+    Some((available / min_bits).floor() as u64)
+}
+
 /// Decodes `indexes.len()` symbols coded by [`encode`] with the same indexes and tables.
 ///
 /// Never panics and never allocates more than `indexes.len()` symbols, whatever `bytes` holds.
@@ -149,6 +170,11 @@ pub fn decode_into(
     out: &mut Vec<i32>,
 ) -> Result<(), CodingError> {
     check_args(indexes.len(), indexes, tables)?;
+    if max_symbols(bytes.len(), tables).is_some_and(|m| (indexes.len() as u64) > m) {
+        return Err(CodingError::Corrupt(
+            "too little data for the symbols it should hold",
+        ));
+    }
     if !bytes.len().is_multiple_of(4) {
         return Err(CodingError::Corrupt(
             "length is not a whole number of 32-bit words",
@@ -261,6 +287,32 @@ mod tests {
         let t = &gauss()[0];
         assert_eq!(escape_bits(t, 1_000_000), 1 + 6 + 19);
         assert_eq!(escape_bits(t, 0), 0);
+    }
+
+    /// The cheapest possible stream — millions of the most probable symbol of the sharpest
+    /// table — still decodes (the size bound never rejects a real stream), while the same
+    /// symbol count claimed of a short payload is rejected up front.
+    #[test]
+    fn payload_size_bounds_the_symbol_count() {
+        let tables = &gauss()[..1];
+        let mode = (0..tables[0].len())
+            .max_by_key(|&i| tables[0].frequency(i))
+            .unwrap() as i32
+            + tables[0].offset();
+        let n = 10_000_000;
+        let (symbols, indexes) = (vec![mode; n], vec![0u16; n]);
+        let bytes = encode(&symbols, &indexes, tables).unwrap();
+        let bound = max_symbols(bytes.len(), tables).unwrap();
+        assert!(bound >= n as u64, "{} bytes, bound {bound}", bytes.len());
+        assert_eq!(decode(&bytes, &indexes, tables).unwrap(), symbols);
+        let short = &bytes[..8];
+        assert!(max_symbols(8, tables).unwrap() < n as u64);
+        assert_eq!(
+            decode(short, &indexes, tables),
+            Err(CodingError::Corrupt(
+                "too little data for the symbols it should hold"
+            ))
+        );
     }
 
     #[test]

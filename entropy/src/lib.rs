@@ -18,7 +18,7 @@ pub mod fixed;
 pub mod gaussian;
 pub mod table;
 
-pub use coder::{CodingError, decode, decode_into, encode};
+pub use coder::{CodingError, decode, decode_into, encode, max_symbols};
 pub use factorized::FactorizedTables;
 pub use gaussian::GaussianTables;
 pub use table::{CdfTable, TableError};
