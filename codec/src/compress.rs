@@ -426,25 +426,27 @@ impl<B: Backend> Codec<B> {
             let mut slice_hat = Map::zeros(c, hy, wy);
             let mut slice_syms = Vec::new();
             for anchors in [true, false] {
+                // Parameters are needed only at this pass's positions, and the aggregation is
+                // per-position: compute it on the gathered positions (half the work).
+                let pixels: Vec<usize> = (0..hw).filter(|&p| is_anchor(p, wy) == anchors).collect();
                 let spatial = if anchors {
-                    Map::zeros(arch::SPATIAL, hy, wy)
+                    Map::zeros(arch::SPATIAL, 1, pixels.len())
                 } else {
-                    self.path.spatial(k, &slice_hat)
+                    self.path.spatial(k, &slice_hat).gather(&pixels)
                 };
-                let p = self.path.params(k, &base, &spatial);
+                let p = self.path.params(k, &base.gather(&pixels), &spatial);
                 let positions: Vec<usize> = (0..c)
-                    .flat_map(|ch| {
-                        (0..hw)
-                            .filter(move |&pos| is_anchor(pos, wy) == anchors)
-                            .map(move |pos| ch * hw + pos)
-                    })
+                    .flat_map(|ch| pixels.iter().map(move |&pos| ch * hw + pos))
                     .collect();
+                // `p` is `[c, 1, pixels]`: channel-major in the same order as `positions`.
                 let pass = Pass {
-                    mean: positions.iter().map(|&i| p.mean.data[i]).collect(),
-                    tables: positions
+                    tables: p
+                        .scale
+                        .data
                         .iter()
-                        .map(|&i| u16::from(gauss.index_for_scale(scale_q16(p.scale.data[i]))))
+                        .map(|&s| u16::from(gauss.index_for_scale(scale_q16(s))))
                         .collect(),
+                    mean: p.mean.data,
                     positions,
                 };
                 let syms = code(k, anchors, &pass)?;

@@ -58,6 +58,24 @@ impl Map {
         }
     }
 
+    /// The values at pixel positions `pixels` (row-major indices) of every channel, as a
+    /// `[c, 1, pixels.len()]` map. Per-position networks (1×1 convolutions) give the same
+    /// bits on the gathered map as on the full one, at a fraction of the work.
+    pub fn gather(&self, pixels: &[usize]) -> Map {
+        let hw = self.h * self.w;
+        let mut data = Vec::with_capacity(self.c * pixels.len());
+        for ch in 0..self.c {
+            let plane = &self.data[ch * hw..(ch + 1) * hw];
+            data.extend(pixels.iter().map(|&p| plane[p]));
+        }
+        Map {
+            c: self.c,
+            h: 1,
+            w: pixels.len(),
+            data,
+        }
+    }
+
     /// Concatenation along channels.
     pub fn cat(parts: &[&Map]) -> Map {
         let (h, w) = (parts[0].h, parts[0].w);
@@ -260,7 +278,9 @@ impl EntropyPath {
         self.slices[k].spatial.forward(anchors)
     }
 
-    /// Means and scales of slice `k`; `spatial` is zero for the anchor pass.
+    /// Means and scales of slice `k`; `spatial` is zero for the anchor pass. Every layer is
+    /// 1×1, so `base` and `spatial` may be full maps or the same positions gathered from them
+    /// ([`Map::gather`]), with identical results at those positions.
     pub fn params(&self, k: usize, base: &Map, spatial: &Map) -> Params {
         let (c1, c2, c3) = &self.slices[k].agg;
         let h = c1.forward(&Map::cat(&[base, spatial])).relu();
