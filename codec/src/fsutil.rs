@@ -1,6 +1,6 @@
 //! File helpers.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Writes `bytes` to `path` so that readers see either the old file or the complete new one:
@@ -31,4 +31,49 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads a whole file of at most `max` bytes. A larger file is an `InvalidData` error before
+/// anything of its size is allocated (the read itself stops at `max + 1` bytes, so a file that
+/// grows meanwhile cannot slip past).
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(std::io::Error::other("is a directory"));
+    }
+    let len = meta.len();
+    let too_large = |len: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{len} bytes is larger than the {max} bytes allowed"),
+        )
+    };
+    if len > max {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_bounded_refuses_large_files_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        write_atomic(&path, &[7u8; 100]).unwrap();
+        assert_eq!(read_bounded(&path, 100).unwrap(), vec![7u8; 100]);
+        let err = read_bounded(&path, 99).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("100 bytes"), "{err}");
+        assert!(read_bounded(dir.path(), 1000).is_err());
+        assert!(read_bounded(&dir.path().join("missing"), 1000).is_err());
+    }
 }

@@ -576,18 +576,12 @@ impl Job for BenchJob {
 
 /// Reads a whole stream, refusing absurd sizes before allocating.
 fn read_stream_file(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.is_dir() {
-        return Err(format!("{}: is a directory", path.display()));
-    }
-    if meta.len() > MAX_STREAM_BYTES {
-        return Err(format!(
-            "{}: {} bytes is larger than any Ember stream can be",
-            path.display(),
-            meta.len()
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    codec::fsutil::read_bounded(path, MAX_STREAM_BYTES).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => {
+            format!("{}: {e}; no Ember stream is that large", path.display())
+        }
+        _ => format!("{}: {e}", path.display()),
+    })
 }
 
 fn info(path: &Path) -> Result<(), String> {

@@ -261,14 +261,14 @@ impl ModelFile {
             path: path.display().to_string(),
             source,
         };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > MAX_FILE_BYTES {
-            return Err(WeightsError::Invalid(
-                path.display().to_string(),
-                format!("{len} bytes is too large for a model"),
-            ));
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
+        let bytes =
+            crate::fsutil::read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => WeightsError::Invalid(
+                    path.display().to_string(),
+                    format!("{e}: too large for a model"),
+                ),
+                _ => io(e),
+            })?;
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 
