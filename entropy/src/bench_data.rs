@@ -24,9 +24,12 @@ pub fn latents(n: usize, seed: u64) -> (Vec<i32>, Vec<u16>) {
         let index = (next() % NUM_SCALES as u64).min(next() % NUM_SCALES as u64) as u16;
         let table = &tables[usize::from(index)];
         let q = (next() % u64::from(TOTAL)) as u32;
+        // Inverse CDF by a running sum: one pass over the table, not one sum per step.
         let mut sym = 0;
-        while sym < table.len() && q >= cumulative(table, sym + 1) {
+        let mut upper = table.frequency(0);
+        while sym < table.len() && q >= upper {
             sym += 1;
+            upper += table.frequency(sym);
         }
         let value = if sym == table.len() {
             table.offset() + table.len() as i32 + 5
@@ -37,10 +40,6 @@ pub fn latents(n: usize, seed: u64) -> (Vec<i32>, Vec<u16>) {
         indexes.push(index);
     }
     (symbols, indexes)
-}
-
-fn cumulative(table: &crate::CdfTable, upto: u32) -> u32 {
-    (0..upto).map(|i| table.frequency(i)).sum()
 }
 
 /// Measured single-thread throughput of [`crate::encode`] and [`crate::decode`] on
