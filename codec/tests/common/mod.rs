@@ -7,11 +7,13 @@ use codec::compress::{Codec, Latents};
 use codec::image_io::Planar;
 use codec::weights::ModelFile;
 
-/// The CPU backends built into this test binary (tch and/or ndarray).
+/// The backends built into this test binary that run without a GPU: tch (CPU) and ndarray,
+/// and wgpu when built with `--features codec/wgpu` (on a machine without a GPU, Vulkan
+/// through Mesa's lavapipe; `scripts/test-wgpu.sh`).
 pub fn cpu_backends() -> Vec<BackendKind> {
     BackendKind::built()
         .into_iter()
-        .filter(|k| matches!(k, BackendKind::Tch | BackendKind::Ndarray))
+        .filter(|k| matches!(k, BackendKind::Tch | BackendKind::Ndarray | BackendKind::Wgpu))
         .collect()
 }
 
