@@ -33,12 +33,48 @@ pub enum Classical {
 
 /// Placeholders in command templates: `{q}` quality, `{png}`/`{ppm}` the source image,
 /// `{out}` the stream, `{dec}` the decoded image.
-type Template = &'static [&'static str];
+type Template = Vec<&'static str>;
 
 const HEVC_TO_YUV: &str =
     "scale=out_color_matrix=bt601:out_range=full:flags=accurate_rnd+full_chroma_int";
 const HEVC_TO_RGB: &str =
     "scale=in_color_matrix=bt601:in_range=full:flags=accurate_rnd+full_chroma_int";
+
+/// x265 through ffmpeg, 4:4:4 full-range BT.601, with `x265_params`; tuned for PSNR unless
+/// lossless (where tuning does not apply).
+fn hevc_encode(x265_params: &'static str, tune_psnr: bool) -> Template {
+    let mut t = vec![
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        "{png}",
+        "-vf",
+        HEVC_TO_YUV,
+        "-pix_fmt",
+        "yuv444p",
+        "-color_range",
+        "pc",
+        "-c:v",
+        "libx265",
+        "-preset",
+        "slow",
+    ];
+    if tune_psnr {
+        t.extend(["-tune", "psnr"]);
+    }
+    t.extend([
+        "-x265-params",
+        x265_params,
+        "-frames:v",
+        "1",
+        "-f",
+        "hevc",
+        "{out}",
+    ]);
+    t
+}
 
 impl Classical {
     pub const ALL: [Classical; 5] = [
@@ -85,7 +121,7 @@ impl Classical {
 
     fn encode_template(self) -> Template {
         match self {
-            Classical::Jpeg => &[
+            Classical::Jpeg => vec![
                 "cjpeg",
                 "-quality",
                 "{q}",
@@ -94,50 +130,24 @@ impl Classical {
                 "{out}",
                 "{ppm}",
             ],
-            Classical::Webp => &[
+            Classical::Webp => vec![
                 "cwebp", "-quiet", "-m", "6", "-q", "{q}", "{png}", "-o", "{out}",
             ],
-            Classical::Avif => &[
+            Classical::Avif => vec![
                 "avifenc", "-y", "444", "-s", "4", "--min", "{q}", "--max", "{q}", "{png}", "{out}",
             ],
-            Classical::Jxl => &["cjxl", "{png}", "{out}", "-d", "{q}", "-e", "7", "--quiet"],
-            Classical::Hevc => &[
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-i",
-                "{png}",
-                "-vf",
-                HEVC_TO_YUV,
-                "-pix_fmt",
-                "yuv444p",
-                "-color_range",
-                "pc",
-                "-c:v",
-                "libx265",
-                "-preset",
-                "slow",
-                "-tune",
-                "psnr",
-                "-x265-params",
-                "qp={q}:info=0:log-level=error",
-                "-frames:v",
-                "1",
-                "-f",
-                "hevc",
-                "{out}",
-            ],
+            Classical::Jxl => vec!["cjxl", "{png}", "{out}", "-d", "{q}", "-e", "7", "--quiet"],
+            Classical::Hevc => hevc_encode("qp={q}:info=0:log-level=error", true),
         }
     }
 
     fn decode_template(self) -> Template {
         match self {
-            Classical::Jpeg => &["djpeg", "-ppm", "-outfile", "{dec}", "{out}"],
-            Classical::Webp => &["dwebp", "-quiet", "{out}", "-ppm", "-o", "{dec}"],
-            Classical::Avif => &["avifdec", "{out}", "{dec}"],
-            Classical::Jxl => &["djxl", "{out}", "{dec}"],
-            Classical::Hevc => &[
+            Classical::Jpeg => vec!["djpeg", "-ppm", "-outfile", "{dec}", "{out}"],
+            Classical::Webp => vec!["dwebp", "-quiet", "{out}", "-ppm", "-o", "{dec}"],
+            Classical::Avif => vec!["avifdec", "{out}", "{dec}"],
+            Classical::Jxl => vec!["djxl", "{out}", "{dec}"],
+            Classical::Hevc => vec![
                 "ffmpeg",
                 "-v",
                 "error",
@@ -158,34 +168,7 @@ impl Classical {
     fn floor_template(self) -> Option<(Template, f32)> {
         match self {
             Classical::Avif => Some((self.encode_template(), 0.0)),
-            Classical::Hevc => Some((
-                &[
-                    "ffmpeg",
-                    "-v",
-                    "error",
-                    "-y",
-                    "-i",
-                    "{png}",
-                    "-vf",
-                    HEVC_TO_YUV,
-                    "-pix_fmt",
-                    "yuv444p",
-                    "-color_range",
-                    "pc",
-                    "-c:v",
-                    "libx265",
-                    "-preset",
-                    "slow",
-                    "-x265-params",
-                    "lossless=1:info=0:log-level=error",
-                    "-frames:v",
-                    "1",
-                    "-f",
-                    "hevc",
-                    "{out}",
-                ],
-                0.0,
-            )),
+            Classical::Hevc => Some((hevc_encode("lossless=1:info=0:log-level=error", false), 0.0)),
             _ => None,
         }
     }

@@ -13,7 +13,12 @@ use codec::weights::ModelFile;
 pub fn cpu_backends() -> Vec<BackendKind> {
     BackendKind::built()
         .into_iter()
-        .filter(|k| matches!(k, BackendKind::Tch | BackendKind::Ndarray | BackendKind::Wgpu))
+        .filter(|k| {
+            matches!(
+                k,
+                BackendKind::Tch | BackendKind::Ndarray | BackendKind::Wgpu
+            )
+        })
         .collect()
 }
 
