@@ -13,7 +13,7 @@ fi
 cargo build --release --quiet --workspace --features "$EMBER_FEATURES"
 out=${TMPDIR:-/tmp}/ember-demo
 mkdir -p "$out"
-./target/release/ember encode "$image" -o "$out/demo.ember" --quality "$quality"
-./target/release/ember decode "$out/demo.ember" -o "$out/demo.png"
-./target/release/ember info "$out/demo.ember"
+"${CARGO_TARGET_DIR:-target}"/release/ember encode "$image" -o "$out/demo.ember" --quality "$quality"
+"${CARGO_TARGET_DIR:-target}"/release/ember decode "$out/demo.ember" -o "$out/demo.png"
+"${CARGO_TARGET_DIR:-target}"/release/ember info "$out/demo.ember"
 echo "reconstruction: $out/demo.png"

@@ -18,7 +18,7 @@ kodak=${KODAK:-../shared/datasets/kodak}
 if [ -d "$kodak" ]; then
     mkdir -p "$keep/check-images"
     for f in kodim01 kodim12 kodim23; do ln -sf "$(realpath "$kodak/$f.png")" "$keep/check-images/"; done
-    ./target/release/ember eval "$keep/check-images" --model "$model" --quality 1,4,8 -o "$keep/check"
+    "${CARGO_TARGET_DIR:-target}"/release/ember eval "$keep/check-images" --model "$model" --quality 1,4,8 -o "$keep/check"
 fi
 cp "$model" models/ember-mrc-v1.safetensors.tmp
 mv models/ember-mrc-v1.safetensors.tmp models/ember-mrc-v1.safetensors

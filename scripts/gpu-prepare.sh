@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 cargo build --release --quiet -p train --features "$EMBER_FEATURES"
 mkdir -p gpu
-strip -o gpu/ember-train.tmp target/release/ember-train
+strip -o gpu/ember-train.tmp "${CARGO_TARGET_DIR:-target}"/release/ember-train
 xz -T0 -6 -c gpu/ember-train.tmp > gpu/ember-train.xz.tmp
 mv gpu/ember-train.xz.tmp gpu/ember-train.xz
 rm gpu/ember-train.tmp
 if [ ! -d gpu/train-pack ]; then
-    ./target/release/ember-train pack "${DATA:-../shared/datasets/train}" -o gpu/train-pack.tmp
+    "${CARGO_TARGET_DIR:-target}"/release/ember-train pack "${DATA:-../shared/datasets/train}" -o gpu/train-pack.tmp
     mv gpu/train-pack.tmp gpu/train-pack
 fi
 tree=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f1)

@@ -16,7 +16,7 @@ anchors=${ANCHORS:-../shared/anchors/compressai-kodak}
 out=models/eval
 [ -d "$kodak" ] || { echo "ember: Kodak not found at $kodak (set KODAK)" >&2; exit 1; }
 cargo build --release --quiet --workspace --features "$EMBER_FEATURES"
-ember=./target/release/ember
+ember=${CARGO_TARGET_DIR:-target}/release/ember
 
 table=$(mktemp)
 "$ember" eval "$kodak" -o "$out" | tee "$table"
