@@ -395,6 +395,9 @@ fn write_results(
     Ok(())
 }
 
+/// Below this quality overlap a BD-rate extrapolates more than it measures; say so instead.
+const MIN_OVERLAP_DB: f64 = 1.0;
+
 /// Rounds to two decimals without a negative zero, so identical curves print "+0.00%".
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0 + 0.0
@@ -423,6 +426,13 @@ fn bdrate(curve: &Path, anchors: &[PathBuf], metric: Metric) -> Result<(), Strin
                 ))
             });
         match row {
+            Ok((cubic, _)) if cubic.quality_hi - cubic.quality_lo < MIN_OVERLAP_DB => println!(
+                "| {} | n/a | n/a | the curves overlap over only {:.2} dB ({:.2}-{:.2} dB) |",
+                anchor.name,
+                cubic.quality_hi - cubic.quality_lo,
+                cubic.quality_lo,
+                cubic.quality_hi
+            ),
             Ok((cubic, pchip)) => println!(
                 "| {} | {:+.2}% | {:+.2}% | {:.2}-{:.2} dB |",
                 anchor.name,
