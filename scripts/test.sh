@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-bash scripts/baselines.sh
+bash scripts/baselines.sh || echo "warning: could not install the classical codecs; their tests will skip" >&2
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets --features "$EMBER_FEATURES" -- -D warnings
 cargo test --release --workspace --features "$EMBER_FEATURES"

@@ -252,3 +252,46 @@ fn pack_shrinks_a_training_set_and_bench_prints_a_table() {
     let out = train(&["bench", "--crop", "100"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Every CPU backend built into the binary trains (one step of one tiny crop): only LibTorch
+/// is fast enough for real runs, but the others must keep working.
+#[test]
+fn every_cpu_backend_takes_a_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    picture(64, 64, 0.5).save_png(&data.join("a.png")).unwrap();
+    for kind in BackendKind::built() {
+        if !matches!(
+            kind,
+            BackendKind::Tch | BackendKind::Ndarray | BackendKind::Wgpu
+        ) {
+            continue;
+        }
+        let run = dir.path().join(kind.name());
+        let out = train(&[
+            "run",
+            "--backend",
+            kind.name(),
+            "--run",
+            run.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--val-every",
+            "0",
+            "--steps",
+            "1",
+            "--batch",
+            "1",
+            "--crop",
+            "64",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            kind.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(steps_logged(&run), vec![1], "{}", kind.name());
+    }
+}
