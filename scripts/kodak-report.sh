@@ -19,7 +19,7 @@ cargo build --release --quiet --workspace --features "$EMBER_FEATURES"
 ember=${CARGO_TARGET_DIR:-target}/release/ember
 
 table=$(mktemp)
-"$ember" eval "$kodak" -o "$out" | tee "$table"
+"$ember" eval "$kodak" --model models/ember-mrc-v1.safetensors -o "$out" | tee "$table"
 for c in jpeg webp avif jxl hevc; do
     name=$c; [ "$c" = hevc ] && name=hevc-x265
     if [ -n "${REDO_BASELINES:-}" ] || [ ! -f "$out/$name.json" ]; then
