@@ -53,7 +53,7 @@ section=$(mktemp)
     echo "![Kodak rate-distortion](models/eval/kodak-rd.png)"
     echo "<!-- kodak:end -->"
 } > "$section"
-cp "$section" "$out/REPORT.md"
+sed "s|(models/eval/kodak-rd.png)|(kodak-rd.png)|" "$section" > "$out/REPORT.md"
 python3 - "$section" README.md <<'PY'
 import re, sys
 section = open(sys.argv[1]).read().strip()
