@@ -316,7 +316,8 @@ impl<B: Backend> Codec<B> {
         // Before allocating anything of the claimed size, check that every payload can hold
         // the symbols the header implies (a crafted header could otherwise claim 2^28 pixels
         // with a few bytes of data).
-        let anchors = (0..hy * wy).filter(|&p| is_anchor(p, wy)).count();
+        // (row + col) even on an h×w grid: half the positions, rounded up.
+        let anchors = (hy * wy).div_ceil(2);
         let gaussian = GaussianTables::shared().tables();
         for (i, section) in stream.sections.iter().enumerate() {
             let (symbols, tables) = match i {
@@ -419,22 +420,23 @@ impl<B: Backend> Codec<B> {
         let hw = hy * wy;
         let mut y_hat = Map::zeros(M, hy, wy);
         let mut symbols = Vec::with_capacity(SLICES.len());
+        // Each pass's pixel positions, the same for every slice. Parameters are needed only
+        // there, and the aggregation is per-position: it runs on the gathered positions.
+        let pass_pixels: [Vec<usize>; 2] =
+            [true, false].map(|anchors| (0..hw).filter(|&p| is_anchor(p, wy) == anchors).collect());
         for (k, &c) in SLICES.iter().enumerate() {
             let start = arch::slice_start(k);
             let prev = (k > 0).then(|| y_hat.channels(0, start));
             let base = self.path.slice_base(k, &hyper, prev.as_ref());
             let mut slice_hat = Map::zeros(c, hy, wy);
             let mut slice_syms = Vec::new();
-            for anchors in [true, false] {
-                // Parameters are needed only at this pass's positions, and the aggregation is
-                // per-position: compute it on the gathered positions (half the work).
-                let pixels: Vec<usize> = (0..hw).filter(|&p| is_anchor(p, wy) == anchors).collect();
+            for (anchors, pixels) in [(true, &pass_pixels[0]), (false, &pass_pixels[1])] {
                 let spatial = if anchors {
                     Map::zeros(arch::SPATIAL, 1, pixels.len())
                 } else {
-                    self.path.spatial(k, &slice_hat).gather(&pixels)
+                    self.path.spatial(k, &slice_hat).gather(pixels)
                 };
-                let p = self.path.params(k, &base.gather(&pixels), &spatial);
+                let p = self.path.params(k, &base.gather(pixels), &spatial);
                 let positions: Vec<usize> = (0..c)
                     .flat_map(|ch| pixels.iter().map(move |&pos| ch * hw + pos))
                     .collect();

@@ -138,7 +138,8 @@ pub fn encode(
 /// Why: a stream's header claims the image size, and the decoder allocates latent maps of
 /// that size before it can tell whether the payloads really hold that many symbols. Every
 /// symbol costs at least `−log2(f_max / 2^16)` bits, less the ANS state's rounding (under
-/// 2^-16 relative, ≈ 2.3e-5 bits), and the coder's state adds at most 64 bits; a payload too
+/// 2^-16 relative, ≈ 2.3e-5 bits), and the coder's final state holds at most 64 bits (96
+/// allowed, for margin); a payload too
 /// short for its claimed symbols can be rejected before anything is allocated.
 pub fn max_symbols(bytes: usize, tables: &[CdfTable]) -> Option<u64> {
     let fmax = tables

@@ -27,7 +27,6 @@ impl BenchJob {
         let mut optim = optimizer::<B>(1.0);
         let side = self.crop as usize;
         let step = Step {
-            lr: 1e-4,
             pixels: (self.batch * side * side) as f32,
         };
         let mut started = Instant::now();
@@ -40,7 +39,7 @@ impl BenchJob {
                 Distribution::Uniform(0.0, 1.0),
                 &device,
             );
-            let (next, stats) = step.run(model, &mut optim, x, i % LEVELS);
+            let (next, stats) = step.run(model, &mut optim, x, i % LEVELS, 1e-4);
             model = next;
             stats.ok_or("non-finite loss in the benchmark")?;
         }

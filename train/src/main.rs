@@ -156,11 +156,23 @@ impl AutodiffJob for bench::BenchJob {
     }
 }
 
-/// Runs `job` on the chosen backend (default: the fastest one built).
-fn dispatch(backend: Option<BackendKind>, job: impl AutodiffJob) -> Result<(), String> {
-    let kind = backend
+/// The backend asked for, or the fastest one built.
+fn pick_backend(backend: Option<BackendKind>) -> Result<BackendKind, String> {
+    backend
         .or_else(BackendKind::default_kind)
-        .ok_or("no backend built")?;
+        .ok_or_else(|| "no backend built".into())
+}
+
+/// Shared by `run` and `bench`: the model takes crops in multiples of its 64-pixel stride.
+fn check_batch_and_crop(batch: usize, crop: u32) -> Result<(), String> {
+    if batch == 0 || crop < 64 || !crop.is_multiple_of(64) {
+        return Err("--batch must be positive and --crop a positive multiple of 64".into());
+    }
+    Ok(())
+}
+
+/// Runs `job` on backend `kind`.
+fn dispatch(kind: BackendKind, job: impl AutodiffJob) -> Result<(), String> {
     match kind {
         #[cfg(feature = "tch")]
         BackendKind::Tch => job
@@ -208,9 +220,7 @@ fn run(command: Command) -> Result<(), String> {
         } => {
             ctrlc::set_handler(|| trainer::STOP.store(true, std::sync::atomic::Ordering::Relaxed))
                 .map_err(|e| format!("cannot install signal handler: {e}"))?;
-            if batch == 0 || crop < 64 || !crop.is_multiple_of(64) {
-                return Err("--batch must be positive and --crop a positive multiple of 64".into());
-            }
+            check_batch_and_crop(batch, crop)?;
             let config = trainer::Config {
                 data,
                 init,
@@ -230,7 +240,7 @@ fn run(command: Command) -> Result<(), String> {
                 minutes,
                 seed,
             };
-            dispatch(backend, TrainJob(config, resume))
+            dispatch(pick_backend(backend)?, TrainJob(config, resume))
         }
         Command::Bench {
             backend,
@@ -238,17 +248,13 @@ fn run(command: Command) -> Result<(), String> {
             crop,
             steps,
         } => {
-            if batch == 0 || crop < 64 || !crop.is_multiple_of(64) || steps == 0 {
-                return Err(
-                    "--batch and --steps must be positive and --crop a positive multiple of 64"
-                        .into(),
-                );
+            check_batch_and_crop(batch, crop)?;
+            if steps == 0 {
+                return Err("--steps must be positive".into());
             }
-            let kind = backend
-                .or_else(BackendKind::default_kind)
-                .ok_or("no backend built")?;
+            let kind = pick_backend(backend)?;
             dispatch(
-                Some(kind),
+                kind,
                 bench::BenchJob {
                     backend: kind.name(),
                     batch,

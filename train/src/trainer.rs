@@ -119,7 +119,6 @@ pub fn optimizer<B: AutodiffBackend>(clip: f32) -> impl Optimizer<Model<B>, B> {
 /// One optimisation step: the loss `λ·255²·MSE + bpp` of a batch at one quality level, its
 /// gradient, and an Adam update. The trainer and `ember-train bench` both run exactly this.
 pub struct Step {
-    pub lr: f64,
     /// Pixels per batch, for bpp.
     pub pixels: f32,
 }
@@ -133,6 +132,7 @@ impl Step {
         optim: &mut O,
         x: Tensor<B, 4>,
         level: usize,
+        lr: f64,
     ) -> (Model<B>, Option<[f64; 3]>) {
         let out = model.forward(x.clone(), (level + 1) as f32, true);
         let mse = (out.x_hat - x).powi_scalar(2).mean();
@@ -155,7 +155,7 @@ impl Step {
             return (model, None);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = optim.step(self.lr, model, grads);
+        let model = optim.step(lr, model, grads);
         (model, Some([stats[0], stats[1], stats[2]]))
     }
 }
@@ -263,10 +263,7 @@ pub fn train<B: AutodiffBackend>(
         .minutes
         .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
     let mut skipped = 0u64;
-    let mut step = Step {
-        lr: config.lr_at(state.step),
-        pixels,
-    };
+    let step = Step { pixels };
 
     while state.step < config.steps
         && !STOP.load(Ordering::Relaxed)
@@ -276,7 +273,6 @@ pub fn train<B: AutodiffBackend>(
             .recv()
             .map_err(|_| "data thread stopped".to_string())?;
         let level = rng.below(LEVELS as u64) as usize;
-        step.lr = config.lr_at(state.step);
         let x = Tensor::<B, 4>::from_data(
             TensorData::new(
                 batch,
@@ -284,7 +280,7 @@ pub fn train<B: AutodiffBackend>(
             ),
             &device,
         );
-        let (next, stats) = step.run(model, &mut optim, x, level);
+        let (next, stats) = step.run(model, &mut optim, x, level, config.lr_at(state.step));
         model = next;
         let Some([loss_v, mse_v, bpp_v]) = stats else {
             skipped += 1;
