@@ -74,8 +74,14 @@ impl<B: Backend> Bottleneck<B> {
     pub fn likelihood(&self, z: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = z.dims();
         let flat = z.permute([1, 0, 2, 3]).reshape([c, 1, n * h * w]);
+        // `flat` stays alive (and so shared) through both shifts. burn-tch 0.21 gives a permuted
+        // view its own ownership count although it shares the caller's buffer (burn #5375,
+        // fixed after 0.21), so a shift applied to the last handle of `flat` ran in place and
+        // added ½ to the caller's `z` whenever the permute needed no copy (batch of one): the
+        // rate estimate then saw ẑ + ½ and overstated the size by up to 35% per section.
         let lower = self.logits_cumulative(flat.clone().sub_scalar(0.5));
-        let upper = self.logits_cumulative(flat.add_scalar(0.5));
+        let upper = self.logits_cumulative(flat.clone().add_scalar(0.5));
+        drop(flat);
         // Evaluate in the tail where σ is accurate: flip signs where both logits are positive.
         let sign = (lower.clone() + upper.clone()).sign().neg();
         let lik = (sigmoid(upper * sign.clone()) - sigmoid(lower * sign)).abs();
