@@ -4,6 +4,7 @@ mod bench;
 mod checkpoint;
 mod data;
 mod rng;
+mod settings;
 mod trainer;
 
 use std::path::PathBuf;
@@ -32,59 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train (or, with --resume, continue) a run; checkpoints go to RUN/checkpoints.
-    Run {
-        /// Run folder: log.jsonl and checkpoints.
-        #[arg(long, default_value = "runs/default")]
-        run: PathBuf,
-        /// Folder of training images (searched recursively). Never Kodak.
-        #[arg(long, default_value = "../shared/datasets/train")]
-        data: PathBuf,
-        /// Start a new run from this model file (e.g. the shipped model) instead of random weights.
-        #[arg(long)]
-        init: Option<PathBuf>,
-        /// With --init: reset the per-level gains to the √λ ladder (for models trained
-        /// before the ladder existed).
-        #[arg(long, requires = "init")]
-        reset_gains: bool,
-        /// Validation images, coded to real bytes every --val-every steps.
-        #[arg(long, default_value = "../shared/datasets/kodak")]
-        val: PathBuf,
-        /// How many validation images to use (the first ones in sorted order).
-        #[arg(long, default_value_t = 3)]
-        val_images: usize,
-        #[arg(long, default_value_t = 2000)]
-        val_every: u64,
-        /// Continue from the run's latest checkpoint.
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, value_enum)]
-        backend: Option<BackendKind>,
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// Side of the square random crops.
-        #[arg(long, default_value_t = 256)]
-        crop: u32,
-        /// Training images are downscaled so their shorter side is at most this.
-        #[arg(long, default_value_t = 512)]
-        max_short: u32,
-        /// Total steps of the schedule.
-        #[arg(long, default_value_t = 500_000)]
-        steps: u64,
-        /// Stop after this many minutes (checkpointing first); the schedule continues on --resume.
-        #[arg(long)]
-        minutes: Option<f64>,
-        #[arg(long, default_value_t = 1e-4)]
-        lr: f64,
-        #[arg(long, default_value_t = 1000)]
-        warmup: u64,
-        /// Gradient-norm clipping threshold.
-        #[arg(long, default_value_t = 1.0)]
-        clip: f32,
-        #[arg(long, default_value_t = 10.0)]
-        checkpoint_minutes: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    Run(Box<settings::RunArgs>),
     /// Measure training throughput: images per second of the real training step (forward,
     /// backward, Adam) on synthetic batches, after two warm-up steps.
     Bench {
@@ -197,50 +146,13 @@ fn dispatch(kind: BackendKind, job: impl AutodiffJob) -> Result<(), String> {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Run {
-            run,
-            data,
-            init,
-            reset_gains,
-            val,
-            val_images,
-            val_every,
-            resume,
-            backend,
-            batch,
-            crop,
-            max_short,
-            steps,
-            minutes,
-            lr,
-            warmup,
-            clip,
-            checkpoint_minutes,
-            seed,
-        } => {
+        Command::Run(args) => {
             ctrlc::set_handler(|| trainer::STOP.store(true, std::sync::atomic::Ordering::Relaxed))
                 .map_err(|e| format!("cannot install signal handler: {e}"))?;
-            check_batch_and_crop(batch, crop)?;
-            let config = trainer::Config {
-                data,
-                init,
-                reset_gains,
-                val: Some(val),
-                val_images,
-                run,
-                batch,
-                crop,
-                max_short,
-                steps,
-                lr,
-                warmup,
-                clip,
-                checkpoint_minutes,
-                val_every,
-                minutes,
-                seed,
-            };
-            dispatch(pick_backend(backend)?, TrainJob(config, resume))
+            let backend = pick_backend(args.backend)?;
+            let (config, resumed) = (*args).config()?;
+            check_batch_and_crop(config.batch, config.crop)?;
+            dispatch(backend, TrainJob(config, resumed))
         }
         Command::Bench {
             backend,

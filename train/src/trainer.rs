@@ -170,18 +170,14 @@ pub fn train<B: AutodiffBackend>(
     let mut optim = optimizer::<B>(config.clip);
     let (mut model, mut state) = match checkpoint::latest(&config.run).filter(|_| resume) {
         Some(ckpt) => {
-            let state = checkpoint::load_state(&ckpt)?;
+            let mut state = checkpoint::load_state(&ckpt)?;
+            // What changed on resuming (a longer schedule, another data path) is saved onward.
+            state.config = serde_json::to_value(&config).expect("config serializes");
             optim = checkpoint::load_optim(&ckpt, optim, &device)?;
             eprintln!("resuming from {} (step {})", ckpt.display(), state.step);
             (checkpoint::load_model::<B>(&ckpt, &device)?, state)
         }
         None => {
-            if resume {
-                eprintln!(
-                    "no checkpoint in {}; starting a new run",
-                    config.run.display()
-                );
-            }
             B::seed(&device, config.seed);
             let cfg = serde_json::to_value(&config).expect("config serializes");
             let model = match &config.init {

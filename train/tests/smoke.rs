@@ -97,13 +97,50 @@ fn tiny_run_checkpoints_resumes_and_exports() {
         "step-00000003"
     );
 
-    let out = train(&[&["run", "--steps", "5", "--resume"], &common[..]].concat());
+    // A resumed run keeps its settings: changing one that defines it is refused...
+    let out = train(
+        &[
+            &["run", "--steps", "5", "--resume", "--batch", "4"],
+            &common[..2],
+        ]
+        .concat(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--batch 4 differs"),
+        "{err}"
+    );
+    // ...and `--resume` alone (here with a longer schedule) continues with the stored ones.
+    let out = train(&[
+        "run",
+        "--run",
+        run.to_str().unwrap(),
+        "--steps",
+        "5",
+        "--resume",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && err.contains("resuming from"),
         "{err}"
     );
     assert!(err.contains("stopped at step 5"), "{err}");
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.join("checkpoints/step-00000005/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            &state["config"]["batch"],
+            &state["config"]["crop"],
+            &state["config"]["steps"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(64),
+            &serde_json::json!(5)
+        )
+    );
     // Only the two newest checkpoints are kept.
     let mut kept: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()

@@ -1,0 +1,196 @@
+//! `ember-train run`'s options and how they become a run's [`Config`].
+//!
+//! A new run takes each option from the command line or its default. A resumed run takes
+//! every option not given from its checkpoint, so `--resume` alone continues exactly the run
+//! that was stopped; the options that define the optimisation (batch, crop, image size, learning
+//! rate, warm-up, clipping, seed) cannot change under a run, and giving a different value is an
+//! error rather than a silent switch. `--steps` may change (a run may be extended), as may the
+//! paths, validation and checkpoint settings, which depend on the machine.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use codec::backend::BackendKind;
+
+use crate::checkpoint;
+use crate::trainer::Config;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run folder: log.jsonl and checkpoints.
+    #[arg(long, default_value = "runs/default")]
+    pub run: PathBuf,
+    /// Continue from the run's latest checkpoint, with its settings (a new run if none).
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Stop after this many minutes (checkpointing first); the schedule continues on --resume.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Start a new run from this model file (e.g. the shipped model) instead of random weights.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// With --init: reset the per-level gains to the √λ ladder (for models trained
+    /// before the ladder existed).
+    #[arg(long, requires = "init")]
+    pub reset_gains: bool,
+    /// Folder of training images, searched recursively; never Kodak
+    /// [default: ../shared/datasets/train].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Validation images, coded to real bytes every --val-every steps
+    /// [default: ../shared/datasets/kodak].
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// How many validation images to use, the first in sorted order [default: 3].
+    #[arg(long)]
+    pub val_images: Option<usize>,
+    /// Steps between validations [default: 2000].
+    #[arg(long)]
+    pub val_every: Option<u64>,
+    /// Minutes between checkpoints [default: 10].
+    #[arg(long)]
+    pub checkpoint_minutes: Option<f64>,
+    /// Total steps of the schedule; may be raised on --resume [default: 500000].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Images per batch; fixed for a run [default: 16].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Side of the square random crops; fixed for a run [default: 256].
+    #[arg(long)]
+    pub crop: Option<u32>,
+    /// Training images are downscaled so their shorter side is at most this; fixed for a run
+    /// [default: 512].
+    #[arg(long)]
+    pub max_short: Option<u32>,
+    /// Peak learning rate; fixed for a run [default: 1e-4].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Warm-up steps; fixed for a run [default: 1000].
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Gradient-norm clipping threshold; fixed for a run [default: 1].
+    #[arg(long)]
+    pub clip: Option<f32>,
+    /// Seed of the run's random numbers; fixed for a run [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl RunArgs {
+    /// The configuration to train with, and whether it continues a checkpoint.
+    pub fn config(self) -> Result<(Config, bool), String> {
+        let stored = match checkpoint::latest(&self.run).filter(|_| self.resume) {
+            Some(ckpt) => {
+                let state = checkpoint::load_state(&ckpt)?;
+                let config: Config = serde_json::from_value(state.config).map_err(|e| {
+                    format!(
+                        "checkpoint {} has an unreadable configuration: {e}",
+                        ckpt.display()
+                    )
+                })?;
+                Some(config)
+            }
+            None => {
+                if self.resume {
+                    eprintln!(
+                        "no checkpoint in {}; starting a new run",
+                        self.run.display()
+                    );
+                }
+                None
+            }
+        };
+        let Some(old) = stored else {
+            return Ok((self.new_run(), false));
+        };
+        if let Some(init) = &self.init {
+            return Err(format!(
+                "--init {} starts a new run, but {} already has checkpoints; drop --init to \
+                 resume it, or pick another --run",
+                init.display(),
+                self.run.display()
+            ));
+        }
+        Ok((
+            Config {
+                data: self.data.unwrap_or(old.data),
+                init: old.init,
+                reset_gains: old.reset_gains,
+                val: self.val.or(old.val),
+                val_images: self.val_images.unwrap_or(old.val_images),
+                run: self.run,
+                batch: fixed("batch", self.batch, old.batch)?,
+                crop: fixed("crop", self.crop, old.crop)?,
+                max_short: fixed("max-short", self.max_short, old.max_short)?,
+                steps: self.steps.unwrap_or(old.steps),
+                lr: fixed("lr", self.lr, old.lr)?,
+                warmup: fixed("warmup", self.warmup, old.warmup)?,
+                clip: fixed("clip", self.clip, old.clip)?,
+                checkpoint_minutes: self.checkpoint_minutes.unwrap_or(old.checkpoint_minutes),
+                val_every: self.val_every.unwrap_or(old.val_every),
+                minutes: self.minutes,
+                seed: fixed("seed", self.seed, old.seed)?,
+            },
+            true,
+        ))
+    }
+
+    fn new_run(self) -> Config {
+        Config {
+            data: self
+                .data
+                .unwrap_or_else(|| "../shared/datasets/train".into()),
+            init: self.init,
+            reset_gains: self.reset_gains,
+            val: Some(
+                self.val
+                    .unwrap_or_else(|| "../shared/datasets/kodak".into()),
+            ),
+            val_images: self.val_images.unwrap_or(3),
+            run: self.run,
+            batch: self.batch.unwrap_or(16),
+            crop: self.crop.unwrap_or(256),
+            max_short: self.max_short.unwrap_or(512),
+            steps: self.steps.unwrap_or(500_000),
+            lr: self.lr.unwrap_or(1e-4),
+            warmup: self.warmup.unwrap_or(1000),
+            clip: self.clip.unwrap_or(1.0),
+            checkpoint_minutes: self.checkpoint_minutes.unwrap_or(10.0),
+            val_every: self.val_every.unwrap_or(2000),
+            minutes: self.minutes,
+            seed: self.seed.unwrap_or(1),
+        }
+    }
+}
+
+/// A setting that defines a run: the checkpoint's value, which the command line may repeat
+/// but not change.
+fn fixed<T: PartialEq + std::fmt::Display + Copy>(
+    flag: &str,
+    given: Option<T>,
+    stored: T,
+) -> Result<T, String> {
+    match given {
+        Some(v) if v != stored => Err(format!(
+            "--{flag} {v} differs from the resumed run's {stored}; a run keeps its \
+             --{flag} (start a new run with --init to change it)"
+        )),
+        _ => Ok(stored),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_settings_may_be_repeated_but_not_changed() {
+        assert_eq!(fixed("batch", None, 8), Ok(8));
+        assert_eq!(fixed("batch", Some(8), 8), Ok(8));
+        let err = fixed("batch", Some(16), 8).unwrap_err();
+        assert!(err.contains("--batch 16") && err.contains("8"), "{err}");
+    }
+}
