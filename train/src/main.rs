@@ -91,7 +91,7 @@ trait AutodiffJob {
     fn go<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String>;
 }
 
-struct TrainJob(trainer::Config, bool);
+struct TrainJob(trainer::Config, Option<(PathBuf, checkpoint::State)>);
 
 impl AutodiffJob for TrainJob {
     fn go<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String> {
@@ -150,9 +150,9 @@ fn run(command: Command) -> Result<(), String> {
             ctrlc::set_handler(|| trainer::STOP.store(true, std::sync::atomic::Ordering::Relaxed))
                 .map_err(|e| format!("cannot install signal handler: {e}"))?;
             let backend = pick_backend(args.backend)?;
-            let (config, resumed) = (*args).config()?;
+            let (config, resume) = (*args).config()?;
             check_batch_and_crop(config.batch, config.crop)?;
-            dispatch(backend, TrainJob(config, resumed))
+            dispatch(backend, TrainJob(config, resume))
         }
         Command::Bench {
             backend,

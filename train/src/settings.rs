@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::Args;
 use codec::backend::BackendKind;
 
-use crate::checkpoint;
+use crate::checkpoint::{self, State};
 use crate::trainer::Config;
 
 #[derive(Args, Debug)]
@@ -80,32 +80,26 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The configuration to train with, and whether it continues a checkpoint.
-    pub fn config(self) -> Result<(Config, bool), String> {
-        let stored = match checkpoint::latest(&self.run).filter(|_| self.resume) {
-            Some(ckpt) => {
-                let state = checkpoint::load_state(&ckpt)?;
-                let config: Config = serde_json::from_value(state.config).map_err(|e| {
-                    format!(
-                        "checkpoint {} has an unreadable configuration: {e}",
-                        ckpt.display()
-                    )
-                })?;
-                Some(config)
+    /// The configuration to train with, and the checkpoint it continues (its folder and
+    /// state) when resuming. The trainer resumes from exactly this checkpoint.
+    pub fn config(self) -> Result<(Config, Option<(PathBuf, State)>), String> {
+        let Some(ckpt) = checkpoint::latest(&self.run).filter(|_| self.resume) else {
+            if self.resume {
+                eprintln!(
+                    "no checkpoint in {}; starting a new run",
+                    self.run.display()
+                );
             }
-            None => {
-                if self.resume {
-                    eprintln!(
-                        "no checkpoint in {}; starting a new run",
-                        self.run.display()
-                    );
-                }
-                None
-            }
+            return Ok((self.new_run(), None));
         };
-        let Some(old) = stored else {
-            return Ok((self.new_run(), false));
-        };
+        let mut state = checkpoint::load_state(&ckpt)?;
+        let old: Config =
+            serde_json::from_value(std::mem::take(&mut state.config)).map_err(|e| {
+                format!(
+                    "checkpoint {} has an unreadable configuration: {e}",
+                    ckpt.display()
+                )
+            })?;
         if let Some(init) = &self.init {
             return Err(format!(
                 "--init {} starts a new run, but {} already has checkpoints; drop --init to \
@@ -114,28 +108,28 @@ impl RunArgs {
                 self.run.display()
             ));
         }
-        Ok((
-            Config {
-                data: self.data.unwrap_or(old.data),
-                init: old.init,
-                reset_gains: old.reset_gains,
-                val: self.val.or(old.val),
-                val_images: self.val_images.unwrap_or(old.val_images),
-                run: self.run,
-                batch: fixed("batch", self.batch, old.batch)?,
-                crop: fixed("crop", self.crop, old.crop)?,
-                max_short: fixed("max-short", self.max_short, old.max_short)?,
-                steps: self.steps.unwrap_or(old.steps),
-                lr: fixed("lr", self.lr, old.lr)?,
-                warmup: fixed("warmup", self.warmup, old.warmup)?,
-                clip: fixed("clip", self.clip, old.clip)?,
-                checkpoint_minutes: self.checkpoint_minutes.unwrap_or(old.checkpoint_minutes),
-                val_every: self.val_every.unwrap_or(old.val_every),
-                minutes: self.minutes,
-                seed: fixed("seed", self.seed, old.seed)?,
-            },
-            true,
-        ))
+        let config = Config {
+            data: self.data.unwrap_or(old.data),
+            init: old.init,
+            reset_gains: old.reset_gains,
+            val: self.val.or(old.val),
+            val_images: self.val_images.unwrap_or(old.val_images),
+            run: self.run,
+            batch: fixed("batch", self.batch, old.batch)?,
+            crop: fixed("crop", self.crop, old.crop)?,
+            max_short: fixed("max-short", self.max_short, old.max_short)?,
+            steps: self.steps.unwrap_or(old.steps),
+            lr: fixed("lr", self.lr, old.lr)?,
+            warmup: fixed("warmup", self.warmup, old.warmup)?,
+            clip: fixed("clip", self.clip, old.clip)?,
+            checkpoint_minutes: self.checkpoint_minutes.unwrap_or(old.checkpoint_minutes),
+            val_every: self.val_every.unwrap_or(old.val_every),
+            minutes: self.minutes,
+            seed: fixed("seed", self.seed, old.seed)?,
+        };
+        // What changed on resuming (a longer schedule, another data path) is saved onward.
+        state.config = serde_json::to_value(&config).expect("config serializes");
+        Ok((config, Some((ckpt, state))))
     }
 
     fn new_run(self) -> Config {

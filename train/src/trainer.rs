@@ -162,17 +162,14 @@ impl Step {
 
 pub fn train<B: AutodiffBackend>(
     config: Config,
-    resume: bool,
+    resume: Option<(PathBuf, State)>,
     device: B::Device,
 ) -> Result<(), String> {
     std::fs::create_dir_all(&config.run)
         .map_err(|e| format!("cannot create {}: {e}", config.run.display()))?;
     let mut optim = optimizer::<B>(config.clip);
-    let (mut model, mut state) = match checkpoint::latest(&config.run).filter(|_| resume) {
-        Some(ckpt) => {
-            let mut state = checkpoint::load_state(&ckpt)?;
-            // What changed on resuming (a longer schedule, another data path) is saved onward.
-            state.config = serde_json::to_value(&config).expect("config serializes");
+    let (mut model, mut state) = match resume {
+        Some((ckpt, state)) => {
             optim = checkpoint::load_optim(&ckpt, optim, &device)?;
             eprintln!("resuming from {} (step {})", ckpt.display(), state.step);
             (checkpoint::load_model::<B>(&ckpt, &device)?, state)
