@@ -172,7 +172,8 @@ pub fn train<B: AutodiffBackend>(
         Some((ckpt, state)) => {
             optim = checkpoint::load_optim(&ckpt, optim, &device)?;
             eprintln!("resuming from {} (step {})", ckpt.display(), state.step);
-            (checkpoint::load_model::<B>(&ckpt, &device)?, state)
+            let model = checkpoint::load_model::<B>(&ckpt, &device)?;
+            (model.with_trainable_gdn(), state)
         }
         None => {
             B::seed(&device, config.seed);
@@ -193,7 +194,8 @@ pub fn train<B: AutodiffBackend>(
                     }
                 }
                 None => Model::new(&device),
-            };
+            }
+            .with_trainable_gdn();
             (
                 model,
                 State {

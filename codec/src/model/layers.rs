@@ -58,6 +58,11 @@ impl<B: Backend> Up<B> {
 /// `y = x / (β + γ|x|)`, or its inverse `y = x · (β + γ|x|)`. It keeps most of GDN's
 /// rate-distortion benefit over ReLU at a fraction of its cost (no square, no square root).
 /// `β` and `γ` stay non-negative through a squared parametrization.
+///
+/// The squares make zero a dead point: an entry of `γ` at exactly zero has a zero gradient and
+/// never moves. So the off-diagonal entries, which carry the cross-channel normalization that
+/// is GDN's point, start at [`GAMMA_SEED`] rather than zero, and [`Gdn::trainable`] lifts
+/// models saved with dead entries.
 #[derive(Module, Debug)]
 pub struct Gdn<B: Backend> {
     pub beta: Param<Tensor<B, 1>>,
@@ -66,15 +71,36 @@ pub struct Gdn<B: Backend> {
     inverse: bool,
 }
 
+/// Smallest magnitude a `γ` entry trains from. Its square, 1e-6, changes a layer's output by
+/// about `c · 1e-6 · |x|` against `β² ≈ 1` (1e-4 for 128 channels), while Adam, being
+/// invariant to the gradient's scale, moves the entry at the full learning rate from the
+/// first step.
+pub const GAMMA_SEED: f32 = 1e-3;
+
 impl<B: Backend> Gdn<B> {
     pub fn new(channels: usize, inverse: bool, device: &B::Device) -> Self {
         let beta = Tensor::ones([channels], device);
-        let gamma = Tensor::<B, 2>::eye(channels, device).mul_scalar(0.1f32.sqrt());
+        let gamma = Tensor::<B, 2>::eye(channels, device)
+            .mul_scalar(0.1f32.sqrt() - GAMMA_SEED)
+            .add_scalar(GAMMA_SEED);
         Self {
             beta: Param::from_tensor(beta),
             gamma: Param::from_tensor(gamma),
             inverse,
         }
+    }
+
+    /// Sets every `γ` entry that is exactly zero to [`GAMMA_SEED`], so that all of them
+    /// train. Models made before the seed existed had exactly diagonal `γ`s that training
+    /// could never leave: their GDNs normalized each channel only by itself. Any other entry,
+    /// however small, still has a gradient and is kept, so a model without dead entries
+    /// passes through unchanged.
+    pub fn trainable(mut self) -> Self {
+        self.gamma = self.gamma.map(|g| {
+            let dead = g.clone().equal_elem(0.0);
+            g.mask_fill(dead, GAMMA_SEED).detach().require_grad()
+        });
+        self
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -111,6 +137,49 @@ mod tests {
             y.into_data().to_vec::<f32>().unwrap(),
             vec![0.0, 1.0, 2.0, 3.0]
         );
+    }
+
+    /// The loss `Σ GDN(x)²` has a non-zero derivative in every entry of `γ` unless the
+    /// squared parametrization kills it; returns how many entries got a zero gradient.
+    #[cfg(feature = "autodiff")]
+    fn dead_gamma_entries(gdn: &Gdn<burn::backend::Autodiff<B>>) -> usize {
+        use burn::tensor::Distribution;
+        let x = Tensor::random(
+            [2, 4, 3, 3],
+            Distribution::Normal(0.0, 1.0),
+            &Default::default(),
+        );
+        let grads = gdn.forward(x).powi_scalar(2).sum().backward();
+        let g = gdn.gamma.grad(&grads).expect("γ is a parameter");
+        g.into_data()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .filter(|v| **v == 0.0)
+            .count()
+    }
+
+    #[cfg(feature = "autodiff")]
+    #[test]
+    fn every_gamma_entry_trains() {
+        type A = burn::backend::Autodiff<B>;
+        let dev = Default::default();
+        for inverse in [false, true] {
+            assert_eq!(dead_gamma_entries(&Gdn::<A>::new(4, inverse, &dev)), 0);
+            // A diagonal γ, as older models were saved: 12 dead entries, all lifted.
+            let mut old = Gdn::<A>::new(4, inverse, &dev);
+            old.gamma = Param::from_tensor(Tensor::eye(4, &dev));
+            assert_eq!(dead_gamma_entries(&old), 12);
+            let lifted = old.trainable();
+            assert_eq!(dead_gamma_entries(&lifted), 0);
+            let entries: Vec<f32> = lifted.gamma.val().into_data().to_vec().unwrap();
+            assert_eq!(entries[0], 1.0, "live entries are kept");
+            assert_eq!(entries[1], GAMMA_SEED);
+            let fresh = Gdn::<A>::new(4, inverse, &dev);
+            let before: Vec<f32> = fresh.gamma.val().into_data().to_vec().unwrap();
+            let after: Vec<f32> = fresh.trainable().gamma.val().into_data().to_vec().unwrap();
+            assert_eq!(before, after, "a model without dead entries is unchanged");
+        }
     }
 
     #[test]

@@ -159,6 +159,18 @@ impl<B: Backend> Model<B> {
         self
     }
 
+    /// Makes every GDN's `γ` trainable in all its entries (see [`Gdn::trainable`]); the
+    /// trainer applies it to whatever it starts or resumes from.
+    pub fn with_trainable_gdn(mut self) -> Self {
+        self.g_a.g1 = self.g_a.g1.trainable();
+        self.g_a.g2 = self.g_a.g2.trainable();
+        self.g_a.g3 = self.g_a.g3.trainable();
+        self.g_s.g1 = self.g_s.g1.trainable();
+        self.g_s.g2 = self.g_s.g2.trainable();
+        self.g_s.g3 = self.g_s.g3.trainable();
+        self
+    }
+
     /// Gain vector for a fractional quality `q ∈ [1, LEVELS]`: geometric interpolation between
     /// the two neighbouring levels (Cui et al. 2021), so rate varies smoothly with `q`.
     pub fn gain_for(&self, q: f32, inverse: bool) -> Tensor<B, 4> {
