@@ -172,8 +172,7 @@ pub fn train<B: AutodiffBackend>(
         Some((ckpt, state)) => {
             optim = checkpoint::load_optim(&ckpt, optim, &device)?;
             eprintln!("resuming from {} (step {})", ckpt.display(), state.step);
-            let model = checkpoint::load_model::<B>(&ckpt, &device)?;
-            (model.with_trainable_gdn(), state)
+            (checkpoint::load_model::<B>(&ckpt, &device)?, state)
         }
         None => {
             B::seed(&device, config.seed);
@@ -194,8 +193,7 @@ pub fn train<B: AutodiffBackend>(
                     }
                 }
                 None => Model::new(&device),
-            }
-            .with_trainable_gdn();
+            };
             (
                 model,
                 State {
@@ -208,6 +206,8 @@ pub fn train<B: AutodiffBackend>(
             )
         }
     };
+    // Whatever the model came from, every GDN entry must be able to train.
+    model = model.with_trainable_gdn();
     let mut log = Log::open(&config.run)?;
     eprintln!("loading training images from {} ...", config.data.display());
     let data = Arc::new(Dataset::load(&config.data, config.crop, config.max_short)?);
