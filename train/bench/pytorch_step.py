@@ -2,8 +2,8 @@
 `ember-train bench` against the framework it runs on (LibTorch) without Burn in between.
 
 Same layer shapes, same loss (lambda * 255^2 * MSE + bpp with noisy likelihoods), Adam with
-gradient-norm clipping at 1.0, the same two-pass checkerboard slices. It is a yardstick, not
-a trainer: its weights are random and thrown away.
+the gradients' joint norm clipped at 1.0, the same two-pass checkerboard slices. It is a
+yardstick, not a trainer: its weights are random and thrown away.
 
     python3 train/bench/pytorch_step.py [--device cpu|cuda] [--batch 16] [--crop 256] [--steps 5]
 
@@ -171,29 +171,44 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     pixels = a.batch * a.crop * a.crop
     warmup = 2
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    # Seconds per phase (forward, backward, update), synchronising after each as Ember's bench does.
+    spent = [0.0, 0.0, 0.0]
     for i in range(warmup + a.steps):
         if i == warmup:
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            sync()
             started = time.perf_counter()
         x = torch.rand(a.batch, 3, a.crop, a.crop, device=dev)
+        sync()
+        marks = [time.perf_counter()]
         level = i % len(LAMBDAS)
         x_hat, bits = model(x, level)
         loss = LAMBDAS[level] * 255**2 * F.mse_loss(x_hat, x) + bits / pixels
         if not torch.isfinite(loss).item():
             raise SystemExit("non-finite loss")
+        marks.append(time.perf_counter())
         opt.zero_grad()
         loss.backward()
+        sync()
+        marks.append(time.perf_counter())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+        sync()
+        marks.append(time.perf_counter())
+        if i >= warmup:
+            for k in range(3):
+                spent[k] += marks[k + 1] - marks[k]
+    sync()
     per_step = (time.perf_counter() - started) / a.steps
+    share = [f"{100 * t / a.steps / per_step:.0f}%" for t in spent]
     params = sum(p.numel() for p in model.parameters())
-    print(f"| backend | batch | crop | s/step | img/s |  ({params / 1e6:.2f} M parameters, torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| pytorch-{dev.type} | {a.batch} | {a.crop}² | {per_step:.3f} | {a.batch / per_step:.1f} |")
-
+    print(f"| backend | batch | crop | s/step | img/s | forward | backward | update |  ({params / 1e6:.2f} M parameters, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| pytorch-{dev.type} | {a.batch} | {a.crop}² | {per_step:.3f} | {a.batch / per_step:.1f} | {' | '.join(share)} |")
 
 if __name__ == "__main__":
     main()

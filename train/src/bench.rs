@@ -8,7 +8,7 @@ use burn::tensor::{Distribution, Tensor};
 use codec::model::Model;
 use codec::model::arch::LEVELS;
 
-use crate::trainer::{Step, optimizer};
+use crate::trainer::{Phase, Step, optimizer};
 
 pub struct BenchJob {
     pub backend: &'static str,
@@ -29,9 +29,14 @@ impl BenchJob {
         let step = Step {
             pixels: (self.batch * side * side) as f32,
         };
+        // Seconds per phase over the timed steps. The device is synchronised after each
+        // phase so that asynchronous backends (CUDA) charge work to the phase that issued it;
+        // on the CPU backends every operation is synchronous anyway.
+        let mut spent = [0.0f64; 3];
         let mut started = Instant::now();
         for i in 0..WARMUP + self.steps {
             if i == WARMUP {
+                B::sync(&device).map_err(|e| format!("device: {e:?}"))?;
                 started = Instant::now();
             }
             let x = Tensor::<B, 4>::random(
@@ -39,22 +44,37 @@ impl BenchJob {
                 Distribution::Uniform(0.0, 1.0),
                 &device,
             );
-            let (next, stats) = step.run(model, &mut optim, x, i % LEVELS, 1e-4);
+            B::sync(&device).map_err(|e| format!("device: {e:?}"))?;
+            let mut mark = Instant::now();
+            let (next, stats) = step.run(model, &mut optim, x, i % LEVELS, 1e-4, |p| {
+                let _ = B::sync(&device);
+                if i >= WARMUP {
+                    spent[p as usize] += mark.elapsed().as_secs_f64();
+                }
+                mark = Instant::now();
+            });
             model = next;
             stats.ok_or("non-finite loss in the benchmark")?;
         }
-        // Reading a weight back waits for the last update to finish on asynchronous devices.
-        let _ = model.gain.val().sum().into_scalar();
         let per_step = started.elapsed().as_secs_f64() / self.steps as f64;
-        println!("| backend | batch | crop | s/step | img/s |");
-        println!("|---|---:|---:|---:|---:|");
+        let share = |p: Phase| {
+            format!(
+                "{:.0}%",
+                100.0 * spent[p as usize] / self.steps as f64 / per_step
+            )
+        };
+        println!("| backend | batch | crop | s/step | img/s | forward | backward | update |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| {} | {} | {}² | {:.3} | {:.1} |",
+            "| {} | {} | {}² | {:.3} | {:.1} | {} | {} | {} |",
             self.backend,
             self.batch,
             self.crop,
             per_step,
-            self.batch as f64 / per_step
+            self.batch as f64 / per_step,
+            share(Phase::Forward),
+            share(Phase::Backward),
+            share(Phase::Update),
         );
         Ok(())
     }

@@ -114,8 +114,13 @@ pub fn load_optim<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     optim: O,
     device: &B::Device,
 ) -> Result<O, String> {
-    let record = recorder()
-        .load(ckpt.join("optim"), device)
-        .map_err(|e| format!("cannot load optimizer from {}: {e}", ckpt.display()))?;
+    let record = recorder().load(ckpt.join("optim"), device).map_err(|e| {
+        format!(
+            "cannot load optimizer from {}: {e} (checkpoints written before ember-train's \
+                 flat Adam hold Burn's per-parameter Adam state and cannot be resumed: export \
+                 the checkpoint and start a new run with --init)",
+            ckpt.display()
+        )
+    })?;
     Ok(optim.load_record(record))
 }

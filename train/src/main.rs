@@ -3,6 +3,7 @@
 mod bench;
 mod checkpoint;
 mod data;
+mod optim;
 mod rng;
 mod settings;
 mod trainer;

@@ -71,7 +71,7 @@ pub struct RunArgs {
     /// Warm-up steps; fixed for a run [default: 1000].
     #[arg(long)]
     pub warmup: Option<u64>,
-    /// Gradient-norm clipping threshold; fixed for a run [default: 1].
+    /// Limit on the joint L2 norm of all gradients; fixed for a run [default: 1].
     #[arg(long)]
     pub clip: Option<f32>,
     /// Seed of the run's random numbers; fixed for a run [default: 1].

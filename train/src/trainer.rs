@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use codec::compress::Codec;
@@ -22,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{self, State};
 use crate::data::{self, Dataset};
+use crate::optim::FlatAdam;
 use crate::rng::Rng;
 
 /// Everything a run is configured by; stored in every checkpoint.
@@ -109,11 +109,10 @@ pub fn validate<B: burn::tensor::backend::Backend>(
     Ok(out)
 }
 
-/// Adam with gradient-norm clipping at `clip`.
-pub fn optimizer<B: AutodiffBackend>(clip: f32) -> impl Optimizer<Model<B>, B> {
-    AdamConfig::new()
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(clip)))
-        .init::<B, Model<B>>()
+/// Adam over all parameters at once, gradients clipped to a joint norm of `clip`
+/// ([`FlatAdam`]).
+pub fn optimizer<B: AutodiffBackend>(clip: f32) -> FlatAdam<B> {
+    FlatAdam::new(clip)
 }
 
 /// One optimisation step: the loss `λ·255²·MSE + bpp` of a batch at one quality level, its
@@ -123,9 +122,21 @@ pub struct Step {
     pub pixels: f32,
 }
 
+/// The parts of a step, in order, as [`Step::run`] reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Forward pass and loss, up to reading the statistics back.
+    Forward,
+    /// Backpropagation into per-parameter gradients.
+    Backward,
+    /// Gradient clipping and the Adam update.
+    Update,
+}
+
 impl Step {
     /// Returns the updated model and `[loss, mse, bpp]`, or the model untouched and `None`
-    /// when the loss is NaN or infinite.
+    /// when the loss is NaN or infinite. `done` is called as each [`Phase`] has been issued:
+    /// `ember-train bench` waits for the device there to see where a step's time goes.
     pub fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         &self,
         model: Model<B>,
@@ -133,6 +144,7 @@ impl Step {
         x: Tensor<B, 4>,
         level: usize,
         lr: f64,
+        mut done: impl FnMut(Phase),
     ) -> (Model<B>, Option<[f64; 3]>) {
         let out = model.forward(x.clone(), (level + 1) as f32, true);
         let mse = (out.x_hat - x).powi_scalar(2).mean();
@@ -151,11 +163,14 @@ impl Step {
         .convert::<f64>()
         .to_vec::<f64>()
         .expect("float data");
+        done(Phase::Forward);
         if !stats[0].is_finite() {
             return (model, None);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        done(Phase::Backward);
         let model = optim.step(lr, model, grads);
+        done(Phase::Update);
         (model, Some([stats[0], stats[1], stats[2]]))
     }
 }
@@ -275,7 +290,8 @@ pub fn train<B: AutodiffBackend>(
             ),
             &device,
         );
-        let (next, stats) = step.run(model, &mut optim, x, level, config.lr_at(state.step));
+        let lr = config.lr_at(state.step);
+        let (next, stats) = step.run(model, &mut optim, x, level, lr, |_| {});
         model = next;
         let Some([loss_v, mse_v, bpp_v]) = stats else {
             skipped += 1;
