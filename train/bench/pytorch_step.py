@@ -210,5 +210,6 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| pytorch-{dev.type} | {a.batch} | {a.crop}² | {per_step:.3f} | {a.batch / per_step:.1f} | {' | '.join(share)} |")
 
+
 if __name__ == "__main__":
     main()

@@ -65,34 +65,31 @@ impl<B: AutodiffBackend> FlatAdam<B> {
         let mut gather = Gather {
             grads,
             parts: Vec::new(),
-            sizes: Vec::new(),
         };
         module.visit(&mut gather);
-        let Gather { parts, sizes, .. } = gather;
+        let parts = gather.parts;
         if parts.is_empty() {
             return module;
         }
         let g = clip_joint(Tensor::cat(parts, 0), self.clip);
+        let [total] = g.dims();
 
-        let state = match self.state.take() {
-            Some(s) => {
-                let total: usize = sizes.iter().sum();
-                assert_eq!(
-                    s.first.dims()[0],
-                    total,
-                    "optimizer state is for a model of another size"
-                );
-                Moments {
-                    first: s.first.mul_scalar(BETA_1) + g.clone().mul_scalar(1.0 - BETA_1),
-                    second: s.second.mul_scalar(BETA_2) + g.square().mul_scalar(1.0 - BETA_2),
-                    time: s.time + 1,
-                }
-            }
-            None => Moments {
-                first: g.clone().mul_scalar(1.0 - BETA_1),
-                second: g.square().mul_scalar(1.0 - BETA_2),
-                time: 1,
-            },
+        // Zero moments before the first step, as in Burn's Adam (whose first step is this
+        // same formula with them).
+        let prev = self.state.take().unwrap_or_else(|| Moments {
+            first: Tensor::zeros([total], &g.device()),
+            second: Tensor::zeros([total], &g.device()),
+            time: 0,
+        });
+        assert_eq!(
+            prev.first.dims()[0],
+            total,
+            "optimizer state is for a model of another size"
+        );
+        let state = Moments {
+            first: prev.first.mul_scalar(BETA_1) + g.clone().mul_scalar(1.0 - BETA_1),
+            second: prev.second.mul_scalar(BETA_2) + g.square().mul_scalar(1.0 - BETA_2),
+            time: prev.time + 1,
         };
         let bias2 = (1.0 - BETA_2.powi(state.time)).sqrt();
         let factor = bias2 / (1.0 - BETA_1.powi(state.time));
@@ -102,11 +99,7 @@ impl<B: AutodiffBackend> FlatAdam<B> {
             .mul_scalar(factor * lr as f32)
             .div(state.second.clone().sqrt().add_scalar(EPSILON * bias2));
         self.state = Some(state);
-        module.map(&mut Scatter {
-            step,
-            offset: 0,
-            sizes: sizes.into_iter(),
-        })
+        module.map(&mut Scatter { step, offset: 0 })
     }
 }
 
@@ -142,11 +135,11 @@ impl<B: Backend> TakeGrad<B> for MultiGradientsParams {
 /// Flattens each parameter's gradient, in visiting order. A parameter without one (it took no
 /// part in this step's loss) contributes zeros, so the layout never shifts; its moments then
 /// decay, where Burn's per-parameter Adam would leave them. Every parameter of Ember's model
-/// gets a gradient at every quality level (tested in `every_parameter_gets_a_gradient`).
+/// gets a gradient (tested in `every_parameter_gets_a_gradient`; the quality level only picks
+/// rows of the gain tensors, so it does not change which parameters take part).
 struct Gather<'a, B: AutodiffBackend, G> {
     grads: &'a mut G,
     parts: Vec<Tensor<B::InnerBackend, 1>>,
-    sizes: Vec<usize>,
 }
 
 impl<B: AutodiffBackend, G: TakeGrad<B::InnerBackend>> ModuleVisitor<B> for Gather<'_, B, G> {
@@ -158,27 +151,20 @@ impl<B: AutodiffBackend, G: TakeGrad<B::InnerBackend>> ModuleVisitor<B> for Gath
             None => Tensor::zeros([n], &value.device()),
         };
         self.parts.push(flat);
-        self.sizes.push(n);
     }
 }
 
 /// Subtracts each parameter's slice of the flat step, in the same visiting order.
-struct Scatter<B: Backend, I: Iterator<Item = usize>> {
+struct Scatter<B: Backend> {
     step: Tensor<B, 1>,
     offset: usize,
-    sizes: I,
 }
 
-impl<B: AutodiffBackend, I: Iterator<Item = usize>> ModuleMapper<B>
-    for Scatter<B::InnerBackend, I>
-{
+impl<B: AutodiffBackend> ModuleMapper<B> for Scatter<B::InnerBackend> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let n = self
-            .sizes
-            .next()
-            .expect("the module's parameters did not change");
         let dims = tensor.dims();
+        let n = tensor.shape().num_elements();
         let require_grad = tensor.is_require_grad();
         let slice = self
             .step
