@@ -8,6 +8,7 @@
 //! each slice `k`, its anchors, then its non-anchors, each symbol `round(y − μ)` under the
 //! Gaussian table chosen by its scale.
 
+use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use entropy::{FactorizedTables, GaussianTables};
@@ -17,6 +18,7 @@ use crate::detnet::{EntropyPath, Map};
 use crate::image_io::Planar;
 use crate::model::Model;
 use crate::model::arch::{self, M, PAD_TO, SLICES, Y_STRIDE, Z};
+use crate::refine;
 use crate::weights::{ModelFile, WeightsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,11 @@ pub enum CodecError {
     WrongWeights { stream: u64, loaded: u64 },
     #[error("stream is inconsistent: {0}")]
     Inconsistent(String),
+    #[error(
+        "latent refinement takes images of at most {max} pixels (its memory grows with the image); this one is {width}x{height}",
+        max = refine::MAX_PIXELS
+    )]
+    TooLargeToRefine { width: usize, height: usize },
 }
 
 /// A model ready to code: Burn transforms on `B` plus the deterministic entropy path.
@@ -184,8 +191,25 @@ impl<B: Backend> Codec<B> {
         image: &Planar,
         q: f32,
     ) -> Result<(Vec<u8>, Latents), CodecError> {
+        let (bytes, latents, _) = self.compress_refined(image, q, 0)?;
+        Ok((bytes, latents))
+    }
+
+    /// [`compress`](Self::compress) after `steps` steps of latent refinement
+    /// ([`crate::refine`]; none for 0), which also says what the refinement did. The stream
+    /// decodes with the same decoder; only the encoder spends more time.
+    pub fn compress_refined(
+        &self,
+        image: &Planar,
+        q: f32,
+        steps: usize,
+    ) -> Result<(Vec<u8>, Latents, Option<refine::Report>), CodecError> {
         let q8 = quality_q8(q)?;
         let qf = f32::from(q8) / 256.0;
+        let (width, height) = (image.width as usize, image.height as usize);
+        if steps > 0 && width * height > refine::MAX_PIXELS {
+            return Err(CodecError::TooLargeToRefine { width, height });
+        }
         let (pixels, pw, ph) = image.padded(PAD_TO);
         let (hy, wy) = (ph / Y_STRIDE, pw / Y_STRIDE);
         let x = Map {
@@ -194,8 +218,23 @@ impl<B: Backend> Codec<B> {
             w: pw,
             data: pixels,
         };
-        let y = self.tiled(&x, Y_STRIDE, (hy, wy), M, 1, |t| self.model.analysis(t, qf));
-        drop(x);
+        let mut y = self.tiled(&x, Y_STRIDE, (hy, wy), M, 1, |t| self.model.analysis(t, qf));
+        let mut report = None;
+        if steps > 0 {
+            let model = self.file.to_burn::<Autodiff<B>>(&self.device)?;
+            let (refined, r) = refine::refine(
+                &model,
+                self.tensor(x.data, [1, 3, ph, pw]),
+                self.tensor(y.data, [1, M, hy, wy]),
+                (height, width),
+                qf,
+                steps,
+            );
+            y.data = Self::to_vec(refined);
+            report = Some(r);
+        } else {
+            drop(x);
+        }
         let z = self
             .model
             .hyper_analysis(self.tensor(y.data.clone(), [1, M, hy, wy]));
@@ -263,6 +302,7 @@ impl<B: Backend> Codec<B> {
                 z: z_sym,
                 y: y_syms,
             },
+            report,
         ))
     }
 

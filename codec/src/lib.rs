@@ -10,5 +10,6 @@ pub mod fsutil;
 pub mod image_io;
 pub mod metrics;
 pub mod model;
+pub mod refine;
 pub mod weights;
 pub mod zoo;

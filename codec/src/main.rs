@@ -45,6 +45,10 @@ enum Command {
         /// Model file to use instead of the shipped default.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Steps of encoder-side latent refinement: smaller files at the same quality, same
+        /// decoder; each step costs about a decode's worth of compute and more memory (0: off).
+        #[arg(long, default_value_t = 0)]
+        refine: usize,
     },
     /// Decompress an .ember file to PNG.
     Decode {
@@ -86,6 +90,10 @@ enum Command {
         /// Compute backend for the transforms (Ember only).
         #[arg(long, value_enum)]
         backend: Option<BackendKind>,
+        /// Steps of encoder-side latent refinement (Ember only): smaller files at the same quality, same
+        /// decoder; each step costs about a decode's worth of compute and more memory (0: off).
+        #[arg(long, default_value_t = 0)]
+        refine: usize,
     },
     /// Bjøntegaard delta rate of a curve (a results JSON file) against one or more anchors.
     Bdrate {
@@ -227,6 +235,7 @@ fn run(command: Command) -> Result<(), String> {
             quality,
             backend,
             model,
+            refine,
         } => {
             if !(1.0..=8.0).contains(&quality) {
                 return Err(format!("quality {quality} is outside 1..=8"));
@@ -240,6 +249,7 @@ fn run(command: Command) -> Result<(), String> {
                     file,
                     image: image.clone(),
                     quality,
+                    refine,
                 },
             )??;
             codec::fsutil::write_atomic(&output, &bytes)
@@ -285,7 +295,9 @@ fn run(command: Command) -> Result<(), String> {
             model,
             output,
             backend,
+            refine,
         } => match codec.classical() {
+            Some(_) if refine > 0 => Err("--refine applies to Ember only".into()),
             Some(classical) => eval_classical(classical, &dir, quality, &output),
             None => {
                 let quality = if quality.is_empty() {
@@ -306,6 +318,7 @@ fn run(command: Command) -> Result<(), String> {
                         dir,
                         quality,
                         output,
+                        refine,
                     },
                 )?
             }
@@ -462,15 +475,23 @@ struct EncodeJob {
     file: ModelFile,
     image: Planar,
     quality: f32,
+    refine: usize,
 }
 
 impl Job for EncodeJob {
     type Output = Result<Vec<u8>, String>;
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
         let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
-        codec
-            .compress(&self.image, self.quality)
-            .map_err(|e| e.to_string())
+        let (bytes, _, report) = codec
+            .compress_refined(&self.image, self.quality, self.refine)
+            .map_err(|e| e.to_string())?;
+        if let Some(r) = report {
+            println!(
+                "refinement: cost {:.4} -> {:.4} (bpp + λ·255²·MSE), best at step {} of {}",
+                r.initial, r.best, r.best_step, self.refine
+            );
+        }
+        Ok(bytes)
     }
 }
 
@@ -516,6 +537,7 @@ struct EvalJob {
     dir: PathBuf,
     quality: Vec<f32>,
     output: PathBuf,
+    refine: usize,
 }
 
 impl Job for EvalJob {
@@ -524,9 +546,13 @@ impl Job for EvalJob {
         let name = self.file.model.name();
         let hash = self.file.hash;
         let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
-        let rows = codec::eval::evaluate(&codec, &self.images, &self.quality)?;
+        let rows = codec::eval::evaluate(&codec, &self.images, &self.quality, self.refine)?;
+        let refined = match self.refine {
+            0 => String::new(),
+            n => format!(", latents refined for {n} steps"),
+        };
         let description = format!(
-            "Ember {name} (weights {hash:016x}) on {}; real bitstreams, header included",
+            "Ember {name} (weights {hash:016x}) on {}; real bitstreams, header included{refined}",
             self.dir.display()
         );
         let json = codec::eval::compressai_json(name, &description, &rows, serde_json::Map::new());

@@ -184,6 +184,46 @@ fn encode_and_decode_fail_clearly() {
     assert!(!dir.path().join("x.png").exists() && !dir.path().join("x.ember").exists());
 }
 
+/// `--refine` end to end with the shipped model on a small picture: the encoder says what the
+/// refinement did, the stream decodes with the plain decoder; the baselines refuse it.
+#[test]
+fn refined_encode_decodes_as_usual() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("in.png");
+    codec::image_io::Planar::pattern(96, 64, 3, 8, 0.0)
+        .save_png(&img)
+        .unwrap();
+    let stream = dir.path().join("out.ember");
+    let img = img.to_str().unwrap();
+    let s = stream.to_str().unwrap();
+    let out = ember(&["encode", img, "-o", s, "--quality", "3", "--refine", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("refinement: cost"), "{stdout}");
+    let png = dir.path().join("out.png");
+    let out = ember(&["decode", s, "-o", png.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_one_line_error(
+        &ember(&[
+            "eval",
+            dir.path().to_str().unwrap(),
+            "--codec",
+            "webp",
+            "--refine",
+            "2",
+        ]),
+        "Ember only",
+    );
+}
+
 #[test]
 fn bench_entropy_prints_a_table() {
     let out = ember(&["bench", "entropy", "--symbols", "20000"]);

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use codec::backend::{self, Job};
@@ -64,13 +62,9 @@ fn rate_estimate_is_the_same_on_every_backend() {
 /// #3's acceptance: the estimate is within 2% of the real payload on Kodak images.
 #[test]
 fn rate_estimate_is_within_two_percent_on_kodak() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let kodak = root.join("../shared/datasets/kodak");
-    if !kodak.is_dir() {
-        eprintln!("skipping: Kodak not found at {}", kodak.display());
+    let Some((kodak, model)) = kodak_and_shipped_model() else {
         return;
-    }
-    let model = ModelFile::load(&root.join("models/ember-mrc-v1.safetensors")).unwrap();
+    };
     let images: Vec<Planar> = ["kodim01.png", "kodim05.png", "kodim23.png"]
         .iter()
         .map(|name| Planar::load(&kodak.join(name)).unwrap())

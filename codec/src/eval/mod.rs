@@ -118,25 +118,32 @@ pub fn evaluate_with(
     Ok(rows)
 }
 
-/// Evaluates Ember: real bitstreams through [`Codec::compress`] and [`Codec::decompress`], plus
-/// the model's own rate estimate.
+/// Evaluates Ember: real bitstreams through [`Codec::compress_refined`] (with `refine` steps of
+/// latent refinement, 0 for none) and [`Codec::decompress`], plus the model's own rate estimate
+/// where there is no refinement (it is of the unrefined latents).
 pub fn evaluate<B: Backend>(
     codec: &Codec<B>,
     images: &[(PathBuf, Planar)],
     qualities: &[f32],
+    refine: usize,
 ) -> Result<Vec<Row>, String> {
     evaluate_with(images, qualities, |img, q| {
         let t = std::time::Instant::now();
-        let bytes = codec.compress(img, q).map_err(|e| e.to_string())?;
+        let (bytes, _, _) = codec
+            .compress_refined(img, q, refine)
+            .map_err(|e| e.to_string())?;
         let encode_s = t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
         let decoded = codec.decompress(&bytes).map_err(|e| e.to_string())?;
         let decode_s = t.elapsed().as_secs_f64();
-        let estimate = codec.estimate_bits(img, q).map_err(|e| e.to_string())?;
+        let estimated_bits = match refine {
+            0 => Some(codec.estimate_bits(img, q).map_err(|e| e.to_string())?),
+            _ => None,
+        };
         Ok(Coded {
             bytes: bytes.len(),
             decoded,
-            estimated_bits: Some(estimate),
+            estimated_bits,
             encode_s,
             decode_s,
         })

@@ -26,6 +26,15 @@ pub const LEVELS: usize = 8;
 pub const LAMBDAS: [f64; LEVELS] = [
     0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800,
 ];
+/// λ at a fractional quality `q ∈ [1, LEVELS]`: geometric interpolation between the two
+/// neighbouring levels, as the gains are interpolated ([`super::Model::gain_for`]).
+pub fn lambda_for(q: f32) -> f64 {
+    let q = f64::from(q.clamp(1.0, LEVELS as f32)) - 1.0;
+    let lo = (q.floor() as usize).min(LEVELS - 2);
+    let t = q - lo as f64;
+    (LAMBDAS[lo].ln() * (1.0 - t) + LAMBDAS[lo + 1].ln() * t).exp()
+}
+
 /// Total downsampling of the latent grid; images are padded to a multiple of [`PAD_TO`].
 pub const Y_STRIDE: usize = 16;
 /// Padding granularity: `y` is ×16 down and `z` a further ×4.
@@ -36,4 +45,20 @@ pub const SCALE_MIN: f32 = 0.11;
 /// Channel offset of slice `k` within `y`.
 pub fn slice_start(k: usize) -> usize {
     SLICES[..k].iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_is_the_ladder_at_whole_levels_and_between_neighbours_elsewhere() {
+        for (i, &l) in LAMBDAS.iter().enumerate() {
+            assert!((lambda_for(i as f32 + 1.0) - l).abs() < 1e-12 * l);
+        }
+        let mid = lambda_for(4.5);
+        assert!((mid - (LAMBDAS[3] * LAMBDAS[4]).sqrt()).abs() < 1e-12);
+        assert!((lambda_for(0.0) - LAMBDAS[0]).abs() < 1e-12);
+        assert!((lambda_for(9.0) - LAMBDAS[LEVELS - 1]).abs() < 1e-12);
+    }
 }

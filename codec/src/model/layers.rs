@@ -141,7 +141,6 @@ mod tests {
 
     /// The loss `Σ GDN(x)²` has a non-zero derivative in every entry of `γ` unless the
     /// squared parametrization kills it; returns how many entries got a zero gradient.
-    #[cfg(feature = "autodiff")]
     fn dead_gamma_entries(gdn: &Gdn<burn::backend::Autodiff<B>>) -> usize {
         use burn::tensor::Distribution;
         let x = Tensor::random(
@@ -159,7 +158,6 @@ mod tests {
             .count()
     }
 
-    #[cfg(feature = "autodiff")]
     #[test]
     fn every_gamma_entry_trains() {
         type A = burn::backend::Autodiff<B>;

@@ -222,8 +222,13 @@ impl<B: Backend> Model<B> {
     /// With `noise` false, rates are those of the rounded latents: the estimate of what the
     /// real coder will write, which `ember eval` reports beside the real size.
     pub fn forward(&self, x: Tensor<B, 4>, q: f32, noise: bool) -> ForwardOutput<B> {
-        let n = x.dims()[0];
-        let y = self.analysis(x, q);
+        self.code(self.analysis(x, q), q, noise)
+    }
+
+    /// [`forward`](Self::forward) from the gained latent `y` on: what the encoder's latent
+    /// refinement ([`crate::refine`]) differentiates, with `y` as the variable.
+    pub fn code(&self, y: Tensor<B, 4>, q: f32, noise: bool) -> ForwardOutput<B> {
+        let n = y.dims()[0];
         let z = self.hyper_analysis(y.clone());
         let z_hat = z.clone() + (z.clone().round() - z.clone()).detach();
         let z_rate = if noise {

@@ -6,6 +6,7 @@ use codec::backend::{self, BackendKind, Job};
 use codec::compress::{Codec, Latents};
 use codec::image_io::Planar;
 use codec::weights::ModelFile;
+use std::path::{Path, PathBuf};
 
 /// The backends built into this test binary that run without a GPU: tch (CPU) and ndarray,
 /// and wgpu when built with `--features codec/wgpu` (on a machine without a GPU, Vulkan
@@ -70,4 +71,17 @@ pub fn latents_crc(l: &Latents) -> u32 {
         h.update(&v.to_le_bytes());
     }
     h.finalize()
+}
+
+/// The Kodak folder (`../shared/datasets/kodak` beside the repository) and the shipped model,
+/// or `None` after saying why the calling test skips.
+pub fn kodak_and_shipped_model() -> Option<(PathBuf, ModelFile)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let kodak = root.join("../shared/datasets/kodak");
+    if !kodak.is_dir() {
+        eprintln!("skipping: Kodak not found at {}", kodak.display());
+        return None;
+    }
+    let model = ModelFile::load(&root.join("models/ember-mrc-v1.safetensors")).unwrap();
+    Some((kodak, model))
 }
