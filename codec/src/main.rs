@@ -45,8 +45,8 @@ enum Command {
         /// Model file to use instead of the shipped default.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Steps of encoder-side latent refinement: smaller files at the same quality, same
-        /// decoder; each step costs about a decode's worth of compute and more memory (0: off).
+        /// Steps of encoder-side latent refinement (0: off): a lower rate-distortion cost for the
+        /// same decoder; each step costs about two decodes of compute; memory ~2 GB per Mpixel.
         #[arg(long, default_value_t = 0)]
         refine: usize,
     },
@@ -90,8 +90,7 @@ enum Command {
         /// Compute backend for the transforms (Ember only).
         #[arg(long, value_enum)]
         backend: Option<BackendKind>,
-        /// Steps of encoder-side latent refinement (Ember only): smaller files at the same quality, same
-        /// decoder; each step costs about a decode's worth of compute and more memory (0: off).
+        /// Steps of encoder-side latent refinement (Ember only; 0: off), as for `encode`.
         #[arg(long, default_value_t = 0)]
         refine: usize,
     },
