@@ -23,8 +23,8 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 
-use crate::model::Model;
 use crate::model::arch;
+use crate::model::{ForwardOutput, Model};
 
 /// Adam's first step size, in quantization bins (each element of `y` moves about this far per
 /// step at first), decayed linearly to zero over the steps. Larger (0.02, 0.03) overshoots and
@@ -61,14 +61,16 @@ pub fn refine<B: Backend>(
     q: f32,
     steps: usize,
 ) -> (Tensor<B, 4>, Report) {
-    let lambda = arch::lambda_for(q) * 255.0 * 255.0;
-    let pixels = (height * width) as f64;
+    let lambda = arch::lambda_for(q);
     let target = Tensor::<Autodiff<B>, 4>::from_inner(x.narrow(2, 0, height).narrow(3, 0, width));
     let cost = |y: Tensor<Autodiff<B>, 4>, noise: bool| {
         let out = model.code(y, q, noise);
-        let x_hat = out.x_hat.narrow(2, 0, height).narrow(3, 0, width);
-        let mse = (x_hat - target.clone()).powi_scalar(2).mean();
-        out.bits.sum().div_scalar(pixels) + mse.mul_scalar(lambda)
+        ForwardOutput {
+            x_hat: out.x_hat.narrow(2, 0, height).narrow(3, 0, width),
+            bits: out.bits,
+        }
+        .rd_loss(target.clone(), lambda)
+        .loss
     };
     let score = |y: &Tensor<B, 4>| -> f64 {
         cost(Tensor::from_inner(y.clone()), false)

@@ -26,9 +26,7 @@ impl BenchJob {
         let mut model = Model::<B>::new(&device);
         let mut optim = optimizer::<B>(1.0);
         let side = self.crop as usize;
-        let step = Step {
-            pixels: (self.batch * side * side) as f32,
-        };
+        let step = Step;
         // Seconds per phase over the timed steps. The device is synchronised after each
         // phase so that asynchronous backends (CUDA) charge work to the phase that issued it;
         // on the CPU backends every operation is synchronous anyway.

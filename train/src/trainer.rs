@@ -14,8 +14,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use codec::compress::Codec;
 use codec::image_io::Planar;
-use codec::model::Model;
 use codec::model::arch::{LAMBDAS, LEVELS};
+use codec::model::{Model, RdLoss};
 use codec::weights::ModelFile;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -117,10 +117,7 @@ pub fn optimizer<B: AutodiffBackend>(clip: f32) -> FlatAdam<B> {
 
 /// One optimisation step: the loss `λ·255²·MSE + bpp` of a batch at one quality level, its
 /// gradient, and an Adam update. The trainer and `ember-train bench` both run exactly this.
-pub struct Step {
-    /// Pixels per batch, for bpp.
-    pub pixels: f32,
-}
+pub struct Step;
 
 /// The parts of a step, in order, as [`Step::run`] reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,10 +143,9 @@ impl Step {
         lr: f64,
         mut done: impl FnMut(Phase),
     ) -> (Model<B>, Option<[f64; 3]>) {
-        let out = model.forward(x.clone(), (level + 1) as f32, true);
-        let mse = (out.x_hat - x).powi_scalar(2).mean();
-        let bpp = out.bits.sum().div_scalar(self.pixels);
-        let loss = mse.clone().mul_scalar(LAMBDAS[level] * 255.0 * 255.0) + bpp.clone();
+        let RdLoss { loss, mse, bpp } = model
+            .forward(x.clone(), (level + 1) as f32, true)
+            .rd_loss(x, LAMBDAS[level]);
         // One device read per step for all three statistics.
         let stats = Tensor::cat(
             vec![
@@ -268,12 +264,11 @@ pub fn train<B: AutodiffBackend>(
     let seconds_before = state.seconds;
     let mut last_ckpt = Instant::now();
     let mut window = (Instant::now(), 0u64);
-    let pixels = (config.batch * (config.crop * config.crop) as usize) as f32;
     let deadline = config
         .minutes
         .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
     let mut skipped = 0u64;
-    let step = Step { pixels };
+    let step = Step;
 
     while state.step < config.steps
         && !STOP.load(Ordering::Relaxed)

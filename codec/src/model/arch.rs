@@ -26,12 +26,20 @@ pub const LEVELS: usize = 8;
 pub const LAMBDAS: [f64; LEVELS] = [
     0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800,
 ];
-/// λ at a fractional quality `q ∈ [1, LEVELS]`: geometric interpolation between the two
-/// neighbouring levels, as the gains are interpolated ([`super::Model::gain_for`]).
-pub fn lambda_for(q: f32) -> f64 {
-    let q = f64::from(q.clamp(1.0, LEVELS as f32)) - 1.0;
+/// Where a fractional quality `q` (clamped to `[1, LEVELS]`) falls on the ladder: the lower of
+/// the two neighbouring levels (0-based) and the weight `t ∈ [0, 1]` of the upper one. Gains
+/// and λ are both interpolated geometrically with these weights.
+pub fn between_levels(q: f32) -> (usize, f32) {
+    let q = q.clamp(1.0, LEVELS as f32) - 1.0;
     let lo = (q.floor() as usize).min(LEVELS - 2);
-    let t = q - lo as f64;
+    (lo, q - lo as f32)
+}
+
+/// λ at a fractional quality `q ∈ [1, LEVELS]`, interpolated as the gains are
+/// ([`super::Model::gain_for`]).
+pub fn lambda_for(q: f32) -> f64 {
+    let (lo, t) = between_levels(q);
+    let t = f64::from(t);
     (LAMBDAS[lo].ln() * (1.0 - t) + LAMBDAS[lo + 1].ln() * t).exp()
 }
 

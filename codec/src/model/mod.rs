@@ -96,6 +96,28 @@ pub struct ForwardOutput<B: Backend> {
     pub bits: Tensor<B, 1>,
 }
 
+/// The loss the model is trained for and its two terms, each a one-element tensor.
+pub struct RdLoss<B: Backend> {
+    /// `λ·255²·MSE + bpp`.
+    pub loss: Tensor<B, 1>,
+    pub mse: Tensor<B, 1>,
+    /// Bits per pixel of `x`.
+    pub bpp: Tensor<B, 1>,
+}
+
+impl<B: Backend> ForwardOutput<B> {
+    /// The training loss at trade-off `lambda` for the images `x` this pass reconstructed
+    /// (`x_hat` and `x` of the same shape; rates counted per pixel of `x`). Training and the
+    /// encoder's latent refinement both minimise exactly this.
+    pub fn rd_loss(self, x: Tensor<B, 4>, lambda: f64) -> RdLoss<B> {
+        let [n, _, h, w] = x.dims();
+        let mse = (self.x_hat - x).powi_scalar(2).mean();
+        let bpp = self.bits.sum().div_scalar((n * h * w) as f64);
+        let loss = mse.clone().mul_scalar(lambda * 255.0 * 255.0) + bpp.clone();
+        RdLoss { loss, mse, bpp }
+    }
+}
+
 impl<B: Backend> Model<B> {
     pub fn new(device: &B::Device) -> Self {
         Self {
@@ -181,9 +203,7 @@ impl<B: Backend> Model<B> {
         }
         .abs()
         .clamp_min(1e-4);
-        let q = q.clamp(1.0, LEVELS as f32) - 1.0;
-        let lo = (q.floor() as usize).min(LEVELS - 2);
-        let t = q - lo as f32;
+        let (lo, t) = arch::between_levels(q);
         let a = table.clone().narrow(0, lo, 1).log().mul_scalar(1.0 - t);
         let b = table.narrow(0, lo + 1, 1).log().mul_scalar(t);
         (a + b).exp().reshape([1, M, 1, 1])
