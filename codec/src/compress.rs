@@ -18,8 +18,8 @@ use crate::detnet::{EntropyPath, Map};
 use crate::image_io::Planar;
 use crate::model::Model;
 use crate::model::arch::{self, M, PAD_TO, SLICES, Y_STRIDE, Z};
-use crate::refine;
 use crate::weights::{ModelFile, WeightsError};
+use crate::{rate, refine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -42,6 +42,23 @@ pub enum CodecError {
         max = refine::MAX_PIXELS
     )]
     TooLargeToRefine { width: usize, height: usize },
+    #[error(
+        "no stream of this image fits in {max_bytes} bytes: the smallest (quality 1) takes {smallest}"
+    )]
+    BudgetTooSmall { max_bytes: usize, smallest: usize },
+}
+
+/// What [`Codec::compress_within`] wrote.
+#[derive(Debug)]
+pub struct Fitted {
+    pub bytes: Vec<u8>,
+    /// The quality chosen (a multiple of 1/256).
+    pub quality: f32,
+    /// Qualities encoded during the search.
+    pub probes: usize,
+    /// With refinement: what it did, and whether its stream fitted (if not, the unrefined
+    /// stream was kept).
+    pub refined: Option<(refine::Report, bool)>,
 }
 
 /// A model ready to code: Burn transforms on `B` plus the deterministic entropy path.
@@ -205,11 +222,81 @@ impl<B: Backend> Codec<B> {
         steps: usize,
     ) -> Result<(Vec<u8>, Latents, Option<refine::Report>), CodecError> {
         let q8 = quality_q8(q)?;
-        let qf = f32::from(q8) / 256.0;
+        Self::check_refinable(image, steps)?;
+        let (x, y) = self.analyse(image, steps > 0);
+        let y = self.gained(&y, q8);
+        let (y, report) = match x {
+            Some(x) => {
+                let (y, report) = self.refine(image, x, y, q8, steps)?;
+                (y, Some(report))
+            }
+            None => (y, None),
+        };
+        let (bytes, latents) = self.encode_latent(image, &y, q8)?;
+        Ok((bytes, latents, report))
+    }
+
+    /// Encodes `image` at the highest quality whose whole stream takes at most `max_bytes`
+    /// ([`crate::rate`]), then, with `steps > 0`, refines the latent at that quality and
+    /// keeps the refined stream if it still fits. The analysis transform runs once; each
+    /// quality tried costs one run of the entropy path and coder. The stream is byte for byte
+    /// what [`compress_refined`](Self::compress_refined) writes at the quality reported.
+    pub fn compress_within(
+        &self,
+        image: &Planar,
+        max_bytes: usize,
+        steps: usize,
+    ) -> Result<Fitted, CodecError> {
+        Self::check_refinable(image, steps)?;
+        let (x, y) = self.analyse(image, steps > 0);
+        let outcome = rate::highest_fitting(max_bytes, |q8| {
+            let (bytes, _) = self.encode_latent(image, &self.gained(&y, q8), q8)?;
+            Ok::<_, CodecError>((bytes.len(), bytes))
+        })?;
+        let fit = match outcome {
+            rate::Outcome::Fits(fit) => fit,
+            rate::Outcome::TooSmall { smallest } => {
+                return Err(CodecError::BudgetTooSmall {
+                    max_bytes,
+                    smallest,
+                });
+            }
+        };
+        let mut fitted = Fitted {
+            bytes: fit.stream,
+            quality: f32::from(fit.quality_q8) / 256.0,
+            probes: fit.probes,
+            refined: None,
+        };
+        if let Some(x) = x {
+            let (y, report) = self.refine(
+                image,
+                x,
+                self.gained(&y, fit.quality_q8),
+                fit.quality_q8,
+                steps,
+            )?;
+            let (bytes, _) = self.encode_latent(image, &y, fit.quality_q8)?;
+            let fits = bytes.len() <= max_bytes;
+            if fits {
+                fitted.bytes = bytes;
+            }
+            fitted.refined = Some((report, fits));
+        }
+        Ok(fitted)
+    }
+
+    fn check_refinable(image: &Planar, steps: usize) -> Result<(), CodecError> {
         let (width, height) = (image.width as usize, image.height as usize);
         if steps > 0 && width * height > refine::MAX_PIXELS {
             return Err(CodecError::TooLargeToRefine { width, height });
         }
+        Ok(())
+    }
+
+    /// The padded image as planes (kept only when `keep_image`, for refinement: it is the
+    /// largest buffer of a big image) and its latent before any quality's gain.
+    fn analyse(&self, image: &Planar, keep_image: bool) -> (Option<Map>, Map) {
         let (pixels, pw, ph) = image.padded(PAD_TO);
         let (hy, wy) = (ph / Y_STRIDE, pw / Y_STRIDE);
         let x = Map {
@@ -218,23 +305,59 @@ impl<B: Backend> Codec<B> {
             w: pw,
             data: pixels,
         };
-        let mut y = self.tiled(&x, Y_STRIDE, (hy, wy), M, 1, |t| self.model.analysis(t, qf));
-        let mut report = None;
-        if steps > 0 {
-            let model = self.file.to_burn::<Autodiff<B>>(&self.device)?;
-            let (refined, r) = refine::refine(
-                &model,
-                self.tensor(x.data, [1, 3, ph, pw]),
-                self.tensor(y.data, [1, M, hy, wy]),
-                (height, width),
-                qf,
-                steps,
-            );
-            y.data = Self::to_vec(refined);
-            report = Some(r);
-        } else {
-            drop(x);
-        }
+        let y = self.tiled(&x, Y_STRIDE, (hy, wy), M, 1, |t| {
+            self.model.analysis_ungained(t)
+        });
+        (keep_image.then_some(x), y)
+    }
+
+    /// `y · gain(q)`, channel by channel: the same single-precision products as
+    /// [`Model::analysis`] computes on any backend.
+    fn gained(&self, y: &Map, q8: u16) -> Map {
+        let gain = Self::to_vec(self.model.gain_for(f32::from(q8) / 256.0, false));
+        let plane = y.h * y.w;
+        let data = y
+            .data
+            .chunks(plane)
+            .zip(&gain)
+            .flat_map(|(channel, &g)| channel.iter().map(move |&v| v * g))
+            .collect();
+        Map { data, ..*y }
+    }
+
+    /// [`refine::refine`] on planes: the refined gained latent and what refinement did.
+    fn refine(
+        &self,
+        image: &Planar,
+        x: Map,
+        y: Map,
+        q8: u16,
+        steps: usize,
+    ) -> Result<(Map, refine::Report), CodecError> {
+        let model = self.file.to_burn::<Autodiff<B>>(&self.device)?;
+        let (h, w) = (y.h, y.w);
+        let (refined, report) = refine::refine(
+            &model,
+            self.tensor(x.data, [1, 3, x.h, x.w]),
+            self.tensor(y.data, [1, M, y.h, y.w]),
+            (image.height as usize, image.width as usize),
+            f32::from(q8) / 256.0,
+            steps,
+        );
+        let data = Self::to_vec(refined);
+        Ok((Map { c: M, h, w, data }, report))
+    }
+
+    /// Codes the gained latent `y` of `image` at stored quality `q8` into a stream: ẑ by
+    /// rounding the hyper-analysis of `y`, then every slice's passes.
+    fn encode_latent(
+        &self,
+        image: &Planar,
+        y: &Map,
+        q8: u16,
+    ) -> Result<(Vec<u8>, Latents), CodecError> {
+        let (hy, wy) = (y.h, y.w);
+        let (pw, ph) = (wy * Y_STRIDE, hy * Y_STRIDE);
         let z = self
             .model
             .hyper_analysis(self.tensor(y.data.clone(), [1, M, hy, wy]));
@@ -302,7 +425,6 @@ impl<B: Backend> Codec<B> {
                 z: z_sym,
                 y: y_syms,
             },
-            report,
         ))
     }
 

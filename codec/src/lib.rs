@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod image_io;
 pub mod metrics;
 pub mod model;
+pub mod rate;
 pub mod refine;
 pub mod weights;
 pub mod zoo;

@@ -14,6 +14,7 @@ use codec::eval::bdrate::{Interpolation, bd_rate};
 use codec::eval::classical::{Classical, Runner};
 use codec::eval::curves::{Curve, Metric};
 use codec::image_io::Planar;
+use codec::refine;
 use codec::weights::ModelFile;
 
 /// Largest file `ember` reads as a stream. No valid stream comes near it (2^28 pixels at
@@ -39,6 +40,11 @@ enum Command {
         /// Quality from 1 (smallest files) to 8 (best); fractional values pick rates in between.
         #[arg(short, long, default_value_t = 4.0)]
         quality: f32,
+        /// Instead of --quality: the highest quality (in 1/256 steps) whose whole file is at
+        /// most this many bits per pixel, i.e. at most bpp × width × height / 8 bytes. Found by
+        /// entropy-coding candidate qualities (about ten; the analysis transform runs once).
+        #[arg(long, conflicts_with = "quality")]
+        bpp: Option<f64>,
         /// Compute backend for the transforms; the default is the fastest one built.
         #[arg(long, value_enum)]
         backend: Option<BackendKind>,
@@ -232,6 +238,7 @@ fn run(command: Command) -> Result<(), String> {
             input,
             output,
             quality,
+            bpp,
             backend,
             model,
             refine,
@@ -239,21 +246,30 @@ fn run(command: Command) -> Result<(), String> {
             if !(1.0..=8.0).contains(&quality) {
                 return Err(format!("quality {quality} is outside 1..=8"));
             }
+            if let Some(b) = bpp.filter(|b| !(b.is_finite() && *b > 0.0)) {
+                return Err(format!("--bpp {b} must be a positive number"));
+            }
             let image = Planar::load(&input).map_err(|e| e.to_string())?;
+            let pixels = f64::from(image.width) * f64::from(image.height);
+            let target = match bpp {
+                // A float-to-int cast saturates, so an absurd target means "no limit".
+                Some(b) => Target::MaxBytes((b * pixels / 8.0).floor() as usize),
+                None => Target::Quality(quality),
+            };
             let file = load_model(model.as_deref())?;
             let t = std::time::Instant::now();
-            let bytes = backends::run(
+            let (bytes, quality) = backends::run(
                 pick_backend(backend)?,
                 EncodeJob {
                     file,
                     image: image.clone(),
-                    quality,
+                    target,
                     refine,
                 },
             )??;
             codec::fsutil::write_atomic(&output, &bytes)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
-            let bpp = 8.0 * bytes.len() as f64 / (f64::from(image.width) * f64::from(image.height));
+            let bpp = 8.0 * bytes.len() as f64 / pixels;
             println!(
                 "{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}) in {:.2} s",
                 output.display(),
@@ -470,27 +486,60 @@ fn load_model(explicit: Option<&Path>) -> Result<ModelFile, String> {
     ModelFile::load(&path).map_err(|e| e.to_string())
 }
 
+/// What `ember encode` aims at.
+enum Target {
+    Quality(f32),
+    /// The highest quality whose stream takes at most this many bytes.
+    MaxBytes(usize),
+}
+
 struct EncodeJob {
     file: ModelFile,
     image: Planar,
-    quality: f32,
+    target: Target,
     refine: usize,
 }
 
 impl Job for EncodeJob {
-    type Output = Result<Vec<u8>, String>;
+    /// The stream and the quality it was coded at.
+    type Output = Result<(Vec<u8>, f32), String>;
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
         let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
-        let (bytes, _, report) = codec
-            .compress_refined(&self.image, self.quality, self.refine)
-            .map_err(|e| e.to_string())?;
-        if let Some(r) = report {
+        let say = |r: refine::Report| {
             println!(
                 "refinement: cost {:.4} -> {:.4} (bpp + λ·255²·MSE), best at step {} of {}",
                 r.initial, r.best, r.best_step, self.refine
-            );
+            )
+        };
+        match self.target {
+            Target::Quality(q) => {
+                let (bytes, _, report) = codec
+                    .compress_refined(&self.image, q, self.refine)
+                    .map_err(|e| e.to_string())?;
+                if let Some(report) = report {
+                    say(report);
+                }
+                Ok((bytes, q))
+            }
+            Target::MaxBytes(max) => {
+                let fitted = codec
+                    .compress_within(&self.image, max, self.refine)
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "rate control: quality {} is the highest within {max} bytes ({} encodes)",
+                    fitted.quality, fitted.probes
+                );
+                if let Some((report, fits)) = fitted.refined {
+                    say(report);
+                    if !fits {
+                        println!(
+                            "refinement: its stream exceeds the limit; kept the unrefined one"
+                        );
+                    }
+                }
+                Ok((fitted.bytes, fitted.quality))
+            }
         }
-        Ok(bytes)
     }
 }
 

@@ -224,6 +224,70 @@ fn refined_encode_decodes_as_usual() {
     );
 }
 
+/// `--bpp` with the shipped model on a small picture: the stream fits, it is exactly what
+/// `--quality` gives at the quality reported, and 1/256 more quality would not fit; a target
+/// below the smallest stream and nonsense targets fail clearly.
+#[test]
+fn rate_control_picks_the_highest_quality_that_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("in.png");
+    codec::image_io::Planar::pattern(128, 96, 3, 8, 0.3)
+        .save_png(&img)
+        .unwrap();
+    let img = img.to_str().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let encode = |name: &str, extra: &[&str]| {
+        let out = ember(&[&["encode", img, "-o", &path(name)], extra].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        (std::fs::read(path(name)).unwrap(), stdout)
+    };
+    let (low, _) = encode("q1.ember", &["--quality", "1"]);
+    let (high, _) = encode("q8.ember", &["--quality", "8"]);
+    // A budget halfway (in bytes) between the two ends.
+    let max_bytes = (low.len() + high.len()) / 2;
+    let bpp = format!("{}", (max_bytes as f64 + 0.5) * 8.0 / (128.0 * 96.0));
+    let (fitted, stdout) = encode("fit.ember", &["--bpp", &bpp]);
+    assert!(fitted.len() <= max_bytes, "{} > {max_bytes}", fitted.len());
+    let quality = stdout
+        .split("rate control: quality ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no quality reported: {stdout}"));
+    let q: f32 = quality.parse().unwrap();
+    assert!(q > 1.0 && q < 8.0, "{q}");
+    assert_eq!(encode("same.ember", &["--quality", quality]).0, fitted);
+    let (above, _) = encode(
+        "above.ember",
+        &["--quality", &format!("{}", q + 1.0 / 256.0)],
+    );
+    assert!(above.len() > max_bytes, "{} fits too", above.len());
+    // A generous budget gives quality 8's stream; one below quality 1's is refused.
+    assert_eq!(encode("top.ember", &["--bpp", "64"]).0, high);
+    let tiny = format!("{}", (low.len() - 1) as f64 * 8.0 / (128.0 * 96.0));
+    assert_one_line_error(
+        &ember(&["encode", img, "-o", &path("x.ember"), "--bpp", &tiny]),
+        "the smallest (quality 1) takes",
+    );
+    for bad in ["0", "-1", "NaN", "inf"] {
+        assert_one_line_error(
+            &ember(&[
+                "encode",
+                img,
+                "-o",
+                &path("x.ember"),
+                &format!("--bpp={bad}"),
+            ]),
+            "must be a positive number",
+        );
+    }
+    assert!(!Path::new(&path("x.ember")).exists());
+}
+
 #[test]
 fn bench_entropy_prints_a_table() {
     let out = ember(&["bench", "entropy", "--symbols", "20000"]);

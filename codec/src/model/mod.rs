@@ -211,11 +211,17 @@ impl<B: Backend> Model<B> {
 
     /// `y·gain(q)` for images `x` in `[0, 1]`, `[n, 3, H, W]` with sides multiples of 64.
     pub fn analysis(&self, x: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
+        self.analysis_ungained(x) * self.gain_for(q, false)
+    }
+
+    /// `y` before the quality's gain: the part of [`analysis`](Self::analysis) that does not
+    /// depend on the quality, so an encoder trying several qualities runs it once.
+    pub fn analysis_ungained(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let a = &self.g_a;
         let h = a.g1.forward(a.c1.forward(x));
         let h = a.g2.forward(a.c2.forward(h));
         let h = a.g3.forward(a.c3.forward(h));
-        a.c4.forward(h) * self.gain_for(q, false)
+        a.c4.forward(h)
     }
 
     /// `z` from gained `y`.
