@@ -239,8 +239,9 @@ impl<B: Backend> Codec<B> {
     /// Encodes `image` at the highest quality whose whole stream takes at most `max_bytes`
     /// ([`crate::rate`]), then, with `steps > 0`, refines the latent at that quality and
     /// keeps the refined stream if it still fits. The analysis transform runs once; each
-    /// quality tried costs one run of the entropy path and coder. The stream is byte for byte
-    /// what [`compress_refined`](Self::compress_refined) writes at the quality reported.
+    /// quality tried costs one run of the entropy path and coder. Unrefined, the stream is
+    /// byte for byte what [`compress`](Self::compress) writes at the quality reported
+    /// (refinement draws noise for its gradients, so refined streams differ run to run).
     pub fn compress_within(
         &self,
         image: &Planar,

@@ -54,6 +54,15 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// Writes a synthetic RGB picture to `dir/in.png` and returns its path.
+fn pattern_png(dir: &Path, width: u32, height: u32, phase: f32) -> String {
+    let p = dir.join("in.png");
+    codec::image_io::Planar::pattern(width, height, 3, 8, phase)
+        .save_png(&p)
+        .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
 /// Exit code 1 (not a panic's 101) and exactly one line on stderr that contains `needle`.
 fn assert_one_line_error(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -189,12 +198,8 @@ fn encode_and_decode_fail_clearly() {
 #[test]
 fn refined_encode_decodes_as_usual() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("in.png");
-    codec::image_io::Planar::pattern(96, 64, 3, 8, 0.0)
-        .save_png(&img)
-        .unwrap();
+    let img = &pattern_png(dir.path(), 96, 64, 0.0);
     let stream = dir.path().join("out.ember");
-    let img = img.to_str().unwrap();
     let s = stream.to_str().unwrap();
     let out = ember(&["encode", img, "-o", s, "--quality", "3", "--refine", "2"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -230,11 +235,7 @@ fn refined_encode_decodes_as_usual() {
 #[test]
 fn rate_control_picks_the_highest_quality_that_fits() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("in.png");
-    codec::image_io::Planar::pattern(128, 96, 3, 8, 0.3)
-        .save_png(&img)
-        .unwrap();
-    let img = img.to_str().unwrap();
+    let img = &pattern_png(dir.path(), 128, 96, 0.3);
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let encode = |name: &str, extra: &[&str]| {
         let out = ember(&[&["encode", img, "-o", &path(name)], extra].concat());
