@@ -16,6 +16,7 @@ use entropy::{FactorizedTables, GaussianTables};
 use crate::bitstream::{self, FormatError, Header, Section, SectionKind};
 use crate::detnet::{EntropyPath, Map};
 use crate::image_io::Planar;
+use crate::metrics::psnr_rgb8;
 use crate::model::Model;
 use crate::model::arch::{self, M, PAD_TO, SLICES, Y_STRIDE, Z};
 use crate::weights::{ModelFile, WeightsError};
@@ -46,6 +47,10 @@ pub enum CodecError {
         "no stream of this image fits in {max_bytes} bytes: the smallest (quality 1) takes {smallest}"
     )]
     BudgetTooSmall { max_bytes: usize, smallest: usize },
+    #[error(
+        "no stream of this image reaches {target} dB PSNR: the best (quality 8) reaches {best:.2} dB"
+    )]
+    PsnrUnreachable { target: f64, best: f64 },
 }
 
 /// What [`Codec::compress_within`] wrote.
@@ -54,10 +59,12 @@ pub struct Fitted {
     pub bytes: Vec<u8>,
     /// The quality chosen (a multiple of 1/256).
     pub quality: f32,
+    /// The size in bytes of the stream written, or for a PSNR target its PSNR in dB.
+    pub measure: f64,
     /// Qualities encoded during the search.
     pub probes: usize,
-    /// With refinement: what it did, and whether its stream fitted (if not, the unrefined
-    /// stream was kept).
+    /// With refinement: what it did, and whether its stream still met the target (if not,
+    /// the unrefined stream was kept).
     pub refined: Option<(refine::Report, bool)>,
 }
 
@@ -232,40 +239,57 @@ impl<B: Backend> Codec<B> {
             }
             None => (y, None),
         };
-        let (bytes, latents) = self.encode_latent(image, &y, q8)?;
+        let (bytes, latents, _) = self.encode_latent(image, &y, q8)?;
         Ok((bytes, latents, report))
     }
 
-    /// Encodes `image` at the highest quality whose whole stream takes at most `max_bytes`
-    /// ([`crate::rate`]), then, with `steps > 0`, refines the latent at that quality and
-    /// keeps the refined stream if it still fits. The analysis transform runs once; each
-    /// quality tried costs one run of the entropy path and coder. Unrefined, the stream is
-    /// byte for byte what [`compress`](Self::compress) writes at the quality reported
-    /// (refinement draws noise for its gradients, so refined streams differ run to run).
+    /// Encodes `image` at the quality that meets `target` ([`crate::rate`]): the highest whose
+    /// whole stream fits a byte budget, or the lowest whose decoded image reaches a PSNR. With
+    /// `steps > 0` it then refines the latent at that quality and keeps the refined stream if
+    /// it still meets the target. The analysis transform runs once; each quality tried costs
+    /// one run of the entropy path and coder, and for a PSNR one synthesis, the decoder's own
+    /// (its `ŷ` is the decoder's, bit for bit). Unrefined, the stream is byte for byte what
+    /// [`compress`](Self::compress) writes at the quality reported (refinement draws noise for
+    /// its gradients, so refined streams differ run to run).
     pub fn compress_within(
         &self,
         image: &Planar,
-        max_bytes: usize,
+        target: rate::Target,
         steps: usize,
     ) -> Result<Fitted, CodecError> {
         Self::check_refinable(image, steps)?;
         let (x, y) = self.analyse(image, steps > 0);
-        let outcome = rate::highest_fitting(max_bytes, |q8| {
-            let (bytes, _) = self.encode_latent(image, &self.gained(&y, q8), q8)?;
-            Ok::<_, CodecError>((bytes.len(), bytes))
-        })?;
-        let fit = match outcome {
-            rate::Outcome::Fits(fit) => fit,
-            rate::Outcome::TooSmall { smallest } => {
-                return Err(CodecError::BudgetTooSmall {
-                    max_bytes,
-                    smallest,
+        let stored = matches!(target, rate::Target::MinPsnr(_)).then(|| image.as_stored());
+        let measure = |y: &Map, q8: u16| {
+            let (bytes, _, y_hat) = self.encode_latent(image, y, q8)?;
+            let measure = match &stored {
+                None => bytes.len() as f64,
+                Some(original) => {
+                    let decoded = self.reconstruct(&y_hat, &self.header(image, y, q8));
+                    psnr_rgb8(original, &decoded.as_stored())
+                }
+            };
+            Ok::<_, CodecError>((measure, bytes))
+        };
+        let fit = match rate::search(target, |q8| measure(&self.gained(&y, q8), q8))? {
+            rate::Outcome::Meets(fit) => fit,
+            rate::Outcome::Misses { nearest } => {
+                return Err(match target {
+                    rate::Target::MaxBytes(max_bytes) => CodecError::BudgetTooSmall {
+                        max_bytes,
+                        smallest: nearest as usize,
+                    },
+                    rate::Target::MinPsnr(db) => CodecError::PsnrUnreachable {
+                        target: db,
+                        best: nearest,
+                    },
                 });
             }
         };
         let mut fitted = Fitted {
             bytes: fit.stream,
             quality: f32::from(fit.quality_q8) / 256.0,
+            measure: fit.measure,
             probes: fit.probes,
             refined: None,
         };
@@ -277,12 +301,12 @@ impl<B: Backend> Codec<B> {
                 fit.quality_q8,
                 steps,
             )?;
-            let (bytes, _) = self.encode_latent(image, &y, fit.quality_q8)?;
-            let fits = bytes.len() <= max_bytes;
-            if fits {
-                fitted.bytes = bytes;
+            let (refined, bytes) = measure(&y, fit.quality_q8)?;
+            let meets = target.met_by(refined);
+            if meets {
+                (fitted.bytes, fitted.measure) = (bytes, refined);
             }
-            fitted.refined = Some((report, fits));
+            fitted.refined = Some((report, meets));
         }
         Ok(fitted)
     }
@@ -356,9 +380,8 @@ impl<B: Backend> Codec<B> {
         image: &Planar,
         y: &Map,
         q8: u16,
-    ) -> Result<(Vec<u8>, Latents), CodecError> {
+    ) -> Result<(Vec<u8>, Latents, Map), CodecError> {
         let (hy, wy) = (y.h, y.w);
-        let (pw, ph) = (wy * Y_STRIDE, hy * Y_STRIDE);
         let z = self
             .model
             .hyper_analysis(self.tensor(y.data.clone(), [1, M, hy, wy]));
@@ -379,7 +402,7 @@ impl<B: Backend> Codec<B> {
             encode_z(&z_sym, hz * wz, &self.file.factorized)?,
         )];
 
-        let (_, y_syms) = self.code_slices(&z_hat, hy, wy, |k, anchors, pass| {
+        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |k, anchors, pass| {
             let start = arch::slice_start(k) * hy * wy;
             let syms: Vec<i32> = pass
                 .positions
@@ -400,17 +423,7 @@ impl<B: Backend> Codec<B> {
             Ok(syms)
         })?;
 
-        let header = Header {
-            model: self.file.model,
-            weights_hash: self.file.hash,
-            width: image.width,
-            height: image.height,
-            channels: image.channels,
-            bit_depth: image.bit_depth,
-            quality_q8: q8,
-            pad_right: (pw - image.width as usize) as u8,
-            pad_bottom: (ph - image.height as usize) as u8,
-        };
+        let header = self.header(image, y, q8);
         let sections: Vec<Section<'_>> = payloads
             .iter()
             .map(|(kind, index, data)| Section {
@@ -426,7 +439,54 @@ impl<B: Backend> Codec<B> {
                 z: z_sym,
                 y: y_syms,
             },
+            y_hat,
         ))
+    }
+
+    /// The header of `image`'s stream at quality `q8`, `y` being its latent.
+    fn header(&self, image: &Planar, y: &Map, q8: u16) -> Header {
+        Header {
+            model: self.file.model,
+            weights_hash: self.file.hash,
+            width: image.width,
+            height: image.height,
+            channels: image.channels,
+            bit_depth: image.bit_depth,
+            quality_q8: q8,
+            pad_right: (y.w * Y_STRIDE - image.width as usize) as u8,
+            pad_bottom: (y.h * Y_STRIDE - image.height as usize) as u8,
+        }
+    }
+
+    /// The decoded image from `ŷ`: the synthesis transform at the header's quality, cropped
+    /// to the header's size and clamped to `[0, 1]`.
+    fn reconstruct(&self, y_hat: &Map, h: &Header) -> Planar {
+        let (hy, wy) = (y_hat.h, y_hat.w);
+        let (pw, ph) = (wy * Y_STRIDE, hy * Y_STRIDE);
+        let q = f32::from(h.quality_q8) / 256.0;
+        let full = self
+            .tiled(y_hat, 1, (hy, wy), 3, Y_STRIDE, |t| {
+                self.model.synthesis(t, q)
+            })
+            .data;
+        let (w, hh) = (h.width as usize, h.height as usize);
+        let mut rgb = Vec::with_capacity(3 * w * hh);
+        for c in 0..3 {
+            for yy in 0..hh {
+                rgb.extend(
+                    full[(c * ph + yy) * pw..(c * ph + yy) * pw + w]
+                        .iter()
+                        .map(|v| v.clamp(0.0, 1.0)),
+                );
+            }
+        }
+        Planar {
+            width: h.width,
+            height: h.height,
+            channels: h.channels,
+            bit_depth: h.bit_depth,
+            rgb,
+        }
     }
 
     /// Decompresses a stream made by a model with the same weights.
@@ -520,32 +580,8 @@ impl<B: Backend> Codec<B> {
                 GaussianTables::shared().tables(),
             )?)
         })?;
-        let q = f32::from(h.quality_q8) / 256.0;
-        let full = self
-            .tiled(&y_hat, 1, (hy, wy), 3, Y_STRIDE, |t| {
-                self.model.synthesis(t, q)
-            })
-            .data;
-        let (w, hh) = (h.width as usize, h.height as usize);
-        let mut rgb = Vec::with_capacity(3 * w * hh);
-        for c in 0..3 {
-            for yy in 0..hh {
-                rgb.extend(
-                    full[(c * ph + yy) * pw..(c * ph + yy) * pw + w]
-                        .iter()
-                        .map(|v| v.clamp(0.0, 1.0)),
-                );
-            }
-        }
-        let image = Planar {
-            width: h.width,
-            height: h.height,
-            channels: h.channels,
-            bit_depth: h.bit_depth,
-            rgb,
-        };
         Ok((
-            image,
+            self.reconstruct(&y_hat, h),
             Latents {
                 z: z_sym,
                 y: y_syms,

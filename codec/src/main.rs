@@ -14,8 +14,8 @@ use codec::eval::bdrate::{Interpolation, bd_rate};
 use codec::eval::classical::{Classical, Runner};
 use codec::eval::curves::{Curve, Metric};
 use codec::image_io::Planar;
-use codec::refine;
 use codec::weights::ModelFile;
+use codec::{rate, refine};
 
 /// Largest file `ember` reads as a stream. No valid stream comes near it (2^28 pixels at
 /// 16 bpp is 512 MiB); refusing larger files up front avoids a huge allocation.
@@ -45,6 +45,11 @@ enum Command {
         /// entropy-coding candidate qualities (about ten; the analysis transform runs once).
         #[arg(long, conflicts_with = "quality")]
         bpp: Option<f64>,
+        /// Instead of --quality: the lowest quality (in 1/256 steps) whose decoded image reaches
+        /// this PSNR in dB (8-bit RGB, as `ember eval` measures it), i.e. the smallest file that
+        /// does. Found like --bpp, each candidate also decoded (about ten; a few seconds).
+        #[arg(long, conflicts_with_all = ["quality", "bpp"])]
+        psnr: Option<f64>,
         /// Compute backend for the transforms; the default is the fastest one built.
         #[arg(long, value_enum)]
         backend: Option<BackendKind>,
@@ -239,6 +244,7 @@ fn run(command: Command) -> Result<(), String> {
             output,
             quality,
             bpp,
+            psnr,
             backend,
             model,
             refine,
@@ -246,15 +252,20 @@ fn run(command: Command) -> Result<(), String> {
             if !(1.0..=8.0).contains(&quality) {
                 return Err(format!("quality {quality} is outside 1..=8"));
             }
-            if let Some(b) = bpp.filter(|b| !(b.is_finite() && *b > 0.0)) {
-                return Err(format!("--bpp {b} must be a positive number"));
+            for (flag, value) in [("bpp", bpp), ("psnr", psnr)] {
+                if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                    return Err(format!("--{flag} {v} must be a positive number"));
+                }
             }
             let image = Planar::load(&input).map_err(|e| e.to_string())?;
             let pixels = f64::from(image.width) * f64::from(image.height);
-            let target = match bpp {
+            let target = match (bpp, psnr) {
                 // A float-to-int cast saturates, so an absurd target means "no limit".
-                Some(b) => Target::MaxBytes((b * pixels / 8.0).floor() as usize),
-                None => Target::Quality(quality),
+                (Some(b), _) => {
+                    Target::Within(rate::Target::MaxBytes((b * pixels / 8.0).floor() as usize))
+                }
+                (_, Some(db)) => Target::Within(rate::Target::MinPsnr(db)),
+                (None, None) => Target::Quality(quality),
             };
             let file = load_model(model.as_deref())?;
             let t = std::time::Instant::now();
@@ -489,8 +500,8 @@ fn load_model(explicit: Option<&Path>) -> Result<ModelFile, String> {
 /// What `ember encode` aims at.
 enum Target {
     Quality(f32),
-    /// The highest quality whose stream takes at most this many bytes.
-    MaxBytes(usize),
+    /// The quality that meets a size or PSNR target.
+    Within(rate::Target),
 }
 
 struct EncodeJob {
@@ -521,19 +532,25 @@ impl Job for EncodeJob {
                 }
                 Ok((bytes, q))
             }
-            Target::MaxBytes(max) => {
+            Target::Within(target) => {
                 let fitted = codec
-                    .compress_within(&self.image, max, self.refine)
+                    .compress_within(&self.image, target, self.refine)
                     .map_err(|e| e.to_string())?;
-                println!(
-                    "rate control: quality {} is the highest within {max} bytes ({} encodes)",
-                    fitted.quality, fitted.probes
-                );
-                if let Some((report, fits)) = fitted.refined {
+                let (quality, probes) = (fitted.quality, fitted.probes);
+                match target {
+                    rate::Target::MaxBytes(max) => println!(
+                        "rate control: quality {quality} is the highest within {max} bytes ({probes} encodes)"
+                    ),
+                    rate::Target::MinPsnr(db) => println!(
+                        "rate control: quality {quality} is the lowest reaching {db} dB: {:.2} dB ({probes} encodes)",
+                        fitted.measure
+                    ),
+                }
+                if let Some((report, meets)) = fitted.refined {
                     say(report);
-                    if !fits {
+                    if !meets {
                         println!(
-                            "refinement: its stream exceeds the limit; kept the unrefined one"
+                            "refinement: its stream misses the target; kept the unrefined one"
                         );
                     }
                 }

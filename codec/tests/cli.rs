@@ -229,6 +229,47 @@ fn refined_encode_decodes_as_usual() {
     );
 }
 
+/// Runs `ember encode IMG -o DIR/NAME EXTRA…`, which must succeed; returns the stream and
+/// what it printed.
+fn encode_ok(dir: &Path, img: &str, name: &str, extra: &[&str]) -> (Vec<u8>, String) {
+    let out_path = dir.join(name);
+    let out = ember(&[&["encode", img, "-o", out_path.to_str().unwrap()], extra].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (std::fs::read(out_path).unwrap(), stdout)
+}
+
+/// The quality a rate-controlled encode reports, as printed.
+fn reported_quality(stdout: &str) -> &str {
+    stdout
+        .split("rate control: quality ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no quality reported: {stdout}"))
+}
+
+/// Every way of giving a target a nonsense value fails clearly and writes nothing.
+fn assert_targets_refused(dir: &Path, img: &str, flag: &str) {
+    let out = dir.join("refused.ember");
+    for bad in ["0", "-1", "NaN", "inf"] {
+        assert_one_line_error(
+            &ember(&[
+                "encode",
+                img,
+                "-o",
+                out.to_str().unwrap(),
+                &format!("--{flag}={bad}"),
+            ]),
+            "must be a positive number",
+        );
+    }
+    assert!(!out.exists());
+}
+
 /// `--bpp` with the shipped model on a small picture: the stream fits, it is exactly what
 /// `--quality` gives at the quality reported, and 1/256 more quality would not fit; a target
 /// below the smallest stream and nonsense targets fail clearly.
@@ -236,17 +277,7 @@ fn refined_encode_decodes_as_usual() {
 fn rate_control_picks_the_highest_quality_that_fits() {
     let dir = tempfile::tempdir().unwrap();
     let img = &pattern_png(dir.path(), 128, 96, 0.3);
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let encode = |name: &str, extra: &[&str]| {
-        let out = ember(&[&["encode", img, "-o", &path(name)], extra].concat());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        (std::fs::read(path(name)).unwrap(), stdout)
-    };
+    let encode = |name: &str, extra: &[&str]| encode_ok(dir.path(), img, name, extra);
     let (low, _) = encode("q1.ember", &["--quality", "1"]);
     let (high, _) = encode("q8.ember", &["--quality", "8"]);
     // A budget halfway (in bytes) between the two ends.
@@ -254,11 +285,7 @@ fn rate_control_picks_the_highest_quality_that_fits() {
     let bpp = format!("{}", (max_bytes as f64 + 0.5) * 8.0 / (128.0 * 96.0));
     let (fitted, stdout) = encode("fit.ember", &["--bpp", &bpp]);
     assert!(fitted.len() <= max_bytes, "{} > {max_bytes}", fitted.len());
-    let quality = stdout
-        .split("rate control: quality ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no quality reported: {stdout}"));
+    let quality = reported_quality(&stdout);
     let q: f32 = quality.parse().unwrap();
     assert!(q > 1.0 && q < 8.0, "{q}");
     assert_eq!(encode("same.ember", &["--quality", quality]).0, fitted);
@@ -270,23 +297,74 @@ fn rate_control_picks_the_highest_quality_that_fits() {
     // A generous budget gives quality 8's stream; one below quality 1's is refused.
     assert_eq!(encode("top.ember", &["--bpp", "64"]).0, high);
     let tiny = format!("{}", (low.len() - 1) as f64 * 8.0 / (128.0 * 96.0));
+    let x = dir.path().join("x.ember");
     assert_one_line_error(
-        &ember(&["encode", img, "-o", &path("x.ember"), "--bpp", &tiny]),
+        &ember(&["encode", img, "-o", x.to_str().unwrap(), "--bpp", &tiny]),
         "the smallest (quality 1) takes",
     );
-    for bad in ["0", "-1", "NaN", "inf"] {
-        assert_one_line_error(
-            &ember(&[
-                "encode",
-                img,
-                "-o",
-                &path("x.ember"),
-                &format!("--bpp={bad}"),
-            ]),
-            "must be a positive number",
-        );
-    }
-    assert!(!Path::new(&path("x.ember")).exists());
+    assert_targets_refused(dir.path(), img, "bpp");
+}
+
+/// `--psnr` with the shipped model: the decoded file reaches the target (and the PSNR the
+/// encoder reported, as `ember eval` would measure it), the stream is `--quality`'s at the
+/// quality reported, and 1/256 less quality would miss the target; a target above quality 8
+/// and nonsense targets fail clearly.
+#[test]
+fn rate_control_picks_the_lowest_quality_reaching_a_psnr() {
+    use codec::image_io::Planar;
+    use codec::metrics::psnr_rgb8;
+
+    let dir = tempfile::tempdir().unwrap();
+    let img = &pattern_png(dir.path(), 128, 96, 0.7);
+    let original = Planar::load(Path::new(img)).unwrap().as_stored();
+    let encode = |name: &str, extra: &[&str]| encode_ok(dir.path(), img, name, extra);
+    let psnr_of = |stream: &str| {
+        let png = dir.path().join(format!("{stream}.png"));
+        let out = ember(&[
+            "decode",
+            dir.path().join(stream).to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+        ]);
+        assert!(out.status.success());
+        psnr_rgb8(&original, &Planar::load(&png).unwrap().as_stored())
+    };
+    encode("q1.ember", &["--quality", "1"]);
+    encode("q8.ember", &["--quality", "8"]);
+    let (low, high) = (psnr_of("q1.ember"), psnr_of("q8.ember"));
+    assert!(high > low + 1.0, "{low} .. {high} dB");
+    let target = format!("{:.2}", (low + high) / 2.0);
+    let (reached, stdout) = encode("psnr.ember", &["--psnr", &target]);
+    let target: f64 = target.parse().unwrap();
+    let measured = psnr_of("psnr.ember");
+    assert!(measured >= target, "{measured} < {target}");
+    assert!(
+        stdout.contains(&format!("reaching {target} dB: {measured:.2} dB")),
+        "{stdout}"
+    );
+    let quality = reported_quality(&stdout);
+    let q: f32 = quality.parse().unwrap();
+    assert_eq!(encode("same.ember", &["--quality", quality]).0, reached);
+    encode(
+        "below.ember",
+        &["--quality", &format!("{}", q - 1.0 / 256.0)],
+    );
+    let below = psnr_of("below.ember");
+    assert!(below < target, "{below} reaches {target} too");
+    let x = dir.path().join("x.ember");
+    let x = x.to_str().unwrap();
+    let beyond = format!("{:.2}", high + 1.0);
+    assert_one_line_error(
+        &ember(&["encode", img, "-o", x, "--psnr", &beyond]),
+        "the best (quality 8) reaches",
+    );
+    let both = ember(&["encode", img, "-o", x, "--psnr", "30", "--bpp", "1"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "clap refuses --psnr with --bpp"
+    );
+    assert_targets_refused(dir.path(), img, "psnr");
 }
 
 #[test]
