@@ -200,16 +200,21 @@ mod tests {
         27.97 + 7.7 * (1.0 - (-2.0 * t).exp()) / (1.0 - (-2.0f64).exp())
     }
 
-    #[test]
-    fn finds_the_highest_fitting_quality_in_few_probes() {
+    /// Mean and largest of the probe counts of many searches.
+    fn mean_and_worst(probes: impl Iterator<Item = usize>) -> (f64, usize) {
         let (mut worst, mut total, mut runs) = (0, 0, 0);
-        for budget in (15_000..260_000).step_by(997) {
-            let probes = check(budget, geometric);
-            worst = worst.max(probes);
-            total += probes;
+        for p in probes {
+            worst = worst.max(p);
+            total += p;
             runs += 1;
         }
-        let mean = total as f64 / runs as f64;
+        (total as f64 / runs as f64, worst)
+    }
+
+    #[test]
+    fn finds_the_highest_fitting_quality_in_few_probes() {
+        let (mean, worst) =
+            mean_and_worst((15_000..260_000).step_by(997).map(|b| check(b, geometric)));
         // Measured: 4.6 on average, 14 at worst (the bound is about twice bisection's 11).
         assert!(
             mean < 5.0 && worst <= 24,
@@ -219,14 +224,8 @@ mod tests {
 
     #[test]
     fn finds_the_lowest_quality_reaching_a_psnr_in_few_probes() {
-        let (mut worst, mut total, mut runs) = (0, 0, 0);
-        for i in 0..400 {
-            let probes = check_psnr(27.9 + f64::from(i) * 0.0195, concave);
-            worst = worst.max(probes);
-            total += probes;
-            runs += 1;
-        }
-        let mean = total as f64 / runs as f64;
+        let (mean, worst) =
+            mean_and_worst((0..400).map(|i| check_psnr(27.9 + f64::from(i) * 0.0195, concave)));
         // Measured: 9.3 on average, 13 at worst. The curve bends, so false position keeps one
         // end and the safeguard bisects often; plain Illinois would take 7.4 here, but up to
         // 48 probes on the stepped curve below.

@@ -302,6 +302,7 @@ fn rate_control_picks_the_highest_quality_that_fits() {
         &ember(&["encode", img, "-o", x.to_str().unwrap(), "--bpp", &tiny]),
         "the smallest (quality 1) takes",
     );
+    assert!(!x.exists());
     assert_targets_refused(dir.path(), img, "bpp");
 }
 
@@ -351,8 +352,8 @@ fn rate_control_picks_the_lowest_quality_reaching_a_psnr() {
     );
     let below = psnr_of("below.ember");
     assert!(below < target, "{below} reaches {target} too");
-    let x = dir.path().join("x.ember");
-    let x = x.to_str().unwrap();
+    let x_path = dir.path().join("x.ember");
+    let x = x_path.to_str().unwrap();
     let beyond = format!("{:.2}", high + 1.0);
     assert_one_line_error(
         &ember(&["encode", img, "-o", x, "--psnr", &beyond]),
@@ -364,6 +365,7 @@ fn rate_control_picks_the_lowest_quality_reaching_a_psnr() {
         Some(2),
         "clap refuses --psnr with --bpp"
     );
+    assert!(!x_path.exists());
     assert_targets_refused(dir.path(), img, "psnr");
 }
 
