@@ -4,16 +4,18 @@
 //! produces entropy parameters runs in [`crate::detnet`] on the CPU, so a stream encoded on one
 //! backend or machine decodes bit-exactly on any other.
 //!
-//! Coding order (the bitstream spec's section order): ẑ under the factorized tables; then for
+//! Coding order (the bitstream spec's part order): ẑ under the factorized tables; then for
 //! each slice `k`, its anchors, then its non-anchors, each symbol `round(y − μ)` under the
-//! Gaussian table chosen by its scale.
+//! Gaussian table chosen by its scale. Version 2 streams hold all parts in one entropy-coded
+//! payload; version 1 streams, still decoded, framed each part as a section.
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use entropy::{FactorizedTables, GaussianTables};
+use entropy::GaussianTables;
 
-use crate::bitstream::{self, FormatError, Header, Section, SectionKind};
+use crate::bitstream::v1::SectionKind;
+use crate::bitstream::{self, FormatError, Header, Payload, Stream};
 use crate::detnet::{EntropyPath, Map};
 use crate::image_io::Planar;
 use crate::metrics::psnr_rgb8;
@@ -265,7 +267,7 @@ impl<B: Backend> Codec<B> {
             let measure = match &stored {
                 None => bytes.len() as f64,
                 Some(original) => {
-                    let decoded = self.reconstruct(&y_hat, &self.header(image, y, q8));
+                    let decoded = self.reconstruct(&y_hat, &self.header(image, q8));
                     psnr_rgb8(original, &decoded.as_stored())
                 }
             };
@@ -396,13 +398,14 @@ impl<B: Backend> Codec<B> {
             w: wz,
             data: z_sym.iter().map(|&v| v as f32).collect(),
         };
-        let mut payloads = vec![(
-            SectionKind::Hyper,
-            0u8,
-            encode_z(&z_sym, hz * wz, &self.file.factorized)?,
-        )];
-
-        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |k, anchors, pass| {
+        let gaussian = GaussianTables::shared().tables();
+        let mut coder = entropy::Encoder::new();
+        coder.push(
+            &z_sym,
+            &z_indexes(Z, hz * wz),
+            self.file.factorized.tables(),
+        )?;
+        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |k, _, pass| {
             let start = arch::slice_start(k) * hy * wy;
             let syms: Vec<i32> = pass
                 .positions
@@ -410,29 +413,10 @@ impl<B: Backend> Codec<B> {
                 .zip(&pass.mean)
                 .map(|(&i, &mu)| (y.data[start + i] - mu).round_ties_even() as i32)
                 .collect();
-            let kind = if anchors {
-                SectionKind::Anchors
-            } else {
-                SectionKind::NonAnchors
-            };
-            payloads.push((
-                kind,
-                k as u8,
-                entropy::encode(&syms, &pass.tables, GaussianTables::shared().tables())?,
-            ));
+            coder.push(&syms, &pass.tables, gaussian)?;
             Ok(syms)
         })?;
-
-        let header = self.header(image, y, q8);
-        let sections: Vec<Section<'_>> = payloads
-            .iter()
-            .map(|(kind, index, data)| Section {
-                kind: *kind,
-                index: *index,
-                data,
-            })
-            .collect();
-        let bytes = bitstream::write(&header, &sections)?;
+        let bytes = bitstream::write(&self.header(image, q8), &coder.finish())?;
         Ok((
             bytes,
             Latents {
@@ -443,8 +427,8 @@ impl<B: Backend> Codec<B> {
         ))
     }
 
-    /// The header of `image`'s stream at quality `q8`, `y` being its latent.
-    fn header(&self, image: &Planar, y: &Map, q8: u16) -> Header {
+    /// The header of `image`'s stream at quality `q8`.
+    fn header(&self, image: &Planar, q8: u16) -> Header {
         Header {
             model: self.file.model,
             weights_hash: self.file.hash,
@@ -453,8 +437,6 @@ impl<B: Backend> Codec<B> {
             channels: image.channels,
             bit_depth: image.bit_depth,
             quality_q8: q8,
-            pad_right: (y.w * Y_STRIDE - image.width as usize) as u8,
-            pad_bottom: (y.h * Y_STRIDE - image.height as usize) as u8,
         }
     }
 
@@ -505,81 +487,40 @@ impl<B: Backend> Codec<B> {
             });
         }
         let (pw, ph) = (
-            h.width as usize + usize::from(h.pad_right),
-            h.height as usize + usize::from(h.pad_bottom),
+            (h.width as usize).next_multiple_of(PAD_TO),
+            (h.height as usize).next_multiple_of(PAD_TO),
         );
-        if pw % PAD_TO != 0
-            || ph % PAD_TO != 0
-            || usize::from(h.pad_right) >= PAD_TO
-            || usize::from(h.pad_bottom) >= PAD_TO
-        {
-            return Err(CodecError::Inconsistent(format!(
-                "padding {}x{} does not round {}x{} to a multiple of {PAD_TO}",
-                h.pad_right, h.pad_bottom, h.width, h.height
-            )));
-        }
-        let expected: Vec<(SectionKind, u8)> = std::iter::once((SectionKind::Hyper, 0))
-            .chain(
-                (0..SLICES.len() as u8)
-                    .flat_map(|k| [(SectionKind::Anchors, k), (SectionKind::NonAnchors, k)]),
-            )
-            .collect();
-        let found: Vec<(SectionKind, u8)> =
-            stream.sections.iter().map(|s| (s.kind, s.index)).collect();
-        if found != expected {
-            return Err(CodecError::Inconsistent(format!(
-                "expected {} sections (hyper-latent, then anchors and non-anchors of {} slices), found {:?}",
-                expected.len(),
-                SLICES.len(),
-                found
-            )));
-        }
         let (hy, wy) = (ph / Y_STRIDE, pw / Y_STRIDE);
         let (hz, wz) = (hy / 4, wy / 4);
-        // Before allocating anything of the claimed size, check that every payload can hold
-        // the symbols the header implies (a crafted header could otherwise claim 2^28 pixels
-        // with a few bytes of data).
+        // The symbol count of each part, in coding order, and the tables it is coded under.
         // (row + col) even on an h×w grid: half the positions, rounded up.
         let anchors = (hy * wy).div_ceil(2);
         let gaussian = GaussianTables::shared().tables();
-        for (i, section) in stream.sections.iter().enumerate() {
-            let (symbols, tables) = match i {
-                0 => (Z * hz * wz, self.file.factorized.tables()),
-                _ => {
-                    let k = (i - 1) / 2;
-                    let positions = if i % 2 == 1 {
-                        anchors
-                    } else {
-                        hy * wy - anchors
-                    };
-                    (SLICES[k] * positions, gaussian)
-                }
-            };
-            if entropy::max_symbols(section.data.len(), tables).is_some_and(|m| symbols as u64 > m)
-            {
-                return Err(CodecError::Inconsistent(format!(
-                    "section {i} has {} bytes, too few for the {symbols} symbols of a {}x{} image",
-                    section.data.len(),
-                    h.width,
-                    h.height
-                )));
-            }
+        let parts: Vec<(u64, &[entropy::CdfTable])> =
+            std::iter::once(((Z * hz * wz) as u64, self.file.factorized.tables()))
+                .chain(SLICES.iter().flat_map(|&c| {
+                    [anchors, hy * wy - anchors].map(|n| ((c * n) as u64, gaussian))
+                }))
+                .collect();
+        let padding = (pw - h.width as usize, ph - h.height as usize);
+        let mut source = Source::open(&stream, &parts, padding)?;
+        if self.file.factorized.tables().len() != Z {
+            return Err(CodecError::Inconsistent(format!(
+                "model has {} hyper-latent tables for {Z} channels",
+                self.file.factorized.tables().len()
+            )));
         }
-        let z_sym = decode_z(stream.sections[0].data, Z, hz * wz, &self.file.factorized)?;
+        let z_sym = source.read(&z_indexes(Z, hz * wz), self.file.factorized.tables())?;
         let z_hat = Map {
             c: Z,
             h: hz,
             w: wz,
             data: z_sym.iter().map(|&v| v as f32).collect(),
         };
-        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |k, anchors, pass| {
-            let section = stream.sections[1 + 2 * k + usize::from(!anchors)].data;
-            Ok(entropy::decode(
-                section,
-                &pass.tables,
-                GaussianTables::shared().tables(),
-            )?)
+        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |_, _, pass| {
+            source.read(&pass.tables, gaussian)
         })?;
+        source.finish()?;
         Ok((
             self.reconstruct(&y_hat, h),
             Latents {
@@ -587,6 +528,107 @@ impl<B: Backend> Codec<B> {
                 y: y_syms,
             },
         ))
+    }
+}
+
+/// Where the decoder reads the parts of a stream from, in coding order.
+enum Source<'a> {
+    /// Version 2: one entropy-coded stream.
+    Single(entropy::Decoder),
+    /// Version 1: one stream per section, and the next section to read.
+    Sections(Vec<&'a [u8]>, usize),
+}
+
+impl<'a> Source<'a> {
+    /// The parts of `stream`'s payload, after checking that it can hold `parts` (symbol
+    /// counts and tables, in coding order), so that a crafted header claiming 2^28 pixels over
+    /// a few bytes fails before anything of that size is allocated. A version 1 stream must
+    /// also frame exactly the model's parts and record `padding` (right, bottom), which version
+    /// 2 derives from the size.
+    fn open(
+        stream: &Stream<'a>,
+        parts: &[(u64, &[entropy::CdfTable])],
+        padding: (usize, usize),
+    ) -> Result<Self, CodecError> {
+        let too_few = |i: Option<usize>, bytes: usize| {
+            CodecError::Inconsistent(format!(
+                "{} has {bytes} bytes, too few for the symbols of a {}x{} image",
+                i.map_or("the payload".to_string(), |i| format!("section {i}")),
+                stream.header.width,
+                stream.header.height
+            ))
+        };
+        Ok(match &stream.payload {
+            Payload::Single(data) => {
+                if !entropy::can_hold(data.len(), parts) {
+                    return Err(too_few(None, data.len()));
+                }
+                Source::Single(entropy::Decoder::new(data)?)
+            }
+            Payload::Sections {
+                sections,
+                pad_right,
+                pad_bottom,
+            } => {
+                if (usize::from(*pad_right), usize::from(*pad_bottom)) != padding {
+                    return Err(CodecError::Inconsistent(format!(
+                        "padding {pad_right}x{pad_bottom} does not round {}x{} to a multiple of {PAD_TO}",
+                        stream.header.width, stream.header.height
+                    )));
+                }
+                let expected: Vec<(SectionKind, u8)> =
+                    std::iter::once((SectionKind::Hyper, 0))
+                        .chain((0..SLICES.len() as u8).flat_map(|k| {
+                            [(SectionKind::Anchors, k), (SectionKind::NonAnchors, k)]
+                        }))
+                        .collect();
+                let found: Vec<(SectionKind, u8)> =
+                    sections.iter().map(|s| (s.kind, s.index)).collect();
+                if found != expected {
+                    return Err(CodecError::Inconsistent(format!(
+                        "expected {} sections (hyper-latent, then anchors and non-anchors of {} slices), found {:?}",
+                        expected.len(),
+                        SLICES.len(),
+                        found
+                    )));
+                }
+                for (i, (section, part)) in sections.iter().zip(parts).enumerate() {
+                    if !entropy::can_hold(section.data.len(), std::slice::from_ref(part)) {
+                        return Err(too_few(Some(i), section.data.len()));
+                    }
+                }
+                Source::Sections(sections.iter().map(|s| s.data).collect(), 0)
+            }
+        })
+    }
+
+    /// The next part: `indexes.len()` symbols under `tables`.
+    fn read(
+        &mut self,
+        indexes: &[u16],
+        tables: &[entropy::CdfTable],
+    ) -> Result<Vec<i32>, CodecError> {
+        match self {
+            Source::Single(decoder) => {
+                let mut out = Vec::new();
+                decoder.decode_into(indexes, tables, &mut out)?;
+                Ok(out)
+            }
+            Source::Sections(sections, next) => {
+                let data = sections[*next];
+                *next += 1;
+                Ok(entropy::decode(data, indexes, tables)?)
+            }
+        }
+    }
+
+    /// Checks that nothing is left after the last part.
+    fn finish(self) -> Result<(), CodecError> {
+        match self {
+            Source::Single(decoder) => Ok(decoder.finish()?),
+            // Each section's decode already checked its own end.
+            Source::Sections(..) => Ok(()),
+        }
     }
 }
 
@@ -663,30 +705,9 @@ impl<B: Backend> Codec<B> {
     }
 }
 
-/// ẑ in channel-major order, each channel under its own table.
-fn encode_z(
-    z: &[i32],
-    per_channel: usize,
-    tables: &FactorizedTables,
-) -> Result<Vec<u8>, CodecError> {
-    let idx: Vec<u16> = (0..z.len()).map(|i| (i / per_channel) as u16).collect();
-    Ok(entropy::encode(z, &idx, tables.tables())?)
-}
-
-fn decode_z(
-    data: &[u8],
-    channels: usize,
-    per_channel: usize,
-    tables: &FactorizedTables,
-) -> Result<Vec<i32>, CodecError> {
-    if tables.tables().len() != channels {
-        return Err(CodecError::Inconsistent(format!(
-            "model has {} hyper-latent tables for {channels} channels",
-            tables.tables().len()
-        )));
-    }
-    let idx: Vec<u16> = (0..channels * per_channel)
+/// Table index of each symbol of ẑ: channel-major order, each channel under its own table.
+fn z_indexes(channels: usize, per_channel: usize) -> Vec<u16> {
+    (0..channels * per_channel)
         .map(|i| (i / per_channel) as u16)
-        .collect();
-    Ok(entropy::decode(data, &idx, tables.tables())?)
+        .collect()
 }

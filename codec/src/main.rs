@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use codec::backend::{self as backends, BackendKind, Job};
-use codec::bitstream::{self, SectionKind};
+use codec::bitstream::v1::SectionKind;
+use codec::bitstream::{self, Payload};
 use codec::compress::Codec;
 use codec::eval::bdrate::{Interpolation, bd_rate};
 use codec::eval::classical::{Classical, Runner};
@@ -696,7 +697,7 @@ fn info(path: &Path) -> Result<(), String> {
         bytes.len(),
         8.0 * bytes.len() as f64 / pixels
     );
-    println!("format     Ember v{}", bitstream::VERSION);
+    println!("format     Ember v{}", s.version);
     println!(
         "model      {} (id {}), weights {:016x}",
         h.model.name(),
@@ -712,16 +713,23 @@ fn info(path: &Path) -> Result<(), String> {
         h.bit_depth
     );
     println!("quality    {:.3}", f64::from(h.quality_q8) / 256.0);
-    println!("padding    right {}, bottom {}", h.pad_right, h.pad_bottom);
     println!("crc32      {:08x} (ok)", s.crc);
-    println!("sections   {}", s.sections.len());
-    for sec in &s.sections {
-        let name = match sec.kind {
-            SectionKind::Hyper => "hyper-latent".to_string(),
-            SectionKind::Anchors => format!("slice {} anchors", sec.index),
-            SectionKind::NonAnchors => format!("slice {} non-anchors", sec.index),
-        };
-        println!("  {name:<24} {:>10} bytes", sec.data.len());
+    match &s.payload {
+        Payload::Single(data) => println!(
+            "payload    {} bytes (one entropy-coded stream: hyper-latent, then each slice's anchors and non-anchors)",
+            data.len()
+        ),
+        Payload::Sections { sections, .. } => {
+            println!("sections   {}", sections.len());
+            for sec in sections {
+                let name = match sec.kind {
+                    SectionKind::Hyper => "hyper-latent".to_string(),
+                    SectionKind::Anchors => format!("slice {} anchors", sec.index),
+                    SectionKind::NonAnchors => format!("slice {} non-anchors", sec.index),
+                };
+                println!("  {name:<24} {:>10} bytes", sec.data.len());
+            }
+        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use codec::bitstream::{self, Header, Section, SectionKind};
+use codec::bitstream::{self, Header};
 use codec::zoo::ModelId;
 
 fn ember(args: &[&str]) -> Output {
@@ -13,6 +13,7 @@ fn ember(args: &[&str]) -> Output {
         .expect("ember runs")
 }
 
+/// A well-formed version 2 container (its payload is not a real entropy-coded stream).
 fn stream() -> Vec<u8> {
     let header = Header {
         model: ModelId::MrcV1,
@@ -22,30 +23,14 @@ fn stream() -> Vec<u8> {
         channels: 3,
         bit_depth: 8,
         quality_q8: 512,
-        pad_right: 47,
-        pad_bottom: 31,
     };
-    let z = [7u8; 12];
-    let a = [1u8; 100];
-    let n = [2u8; 64];
-    let sections = [
-        Section {
-            kind: SectionKind::Hyper,
-            index: 0,
-            data: &z,
-        },
-        Section {
-            kind: SectionKind::Anchors,
-            index: 0,
-            data: &a,
-        },
-        Section {
-            kind: SectionKind::NonAnchors,
-            index: 0,
-            data: &n,
-        },
-    ];
-    bitstream::write(&header, &sections).unwrap()
+    bitstream::write(&header, &[7u8; 176]).unwrap()
+}
+
+/// A version 1 stream as Ember wrote it before version 2 (a golden conformance stream).
+fn stream_v1() -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/golden/v1/rgb-17x33-q4.ember");
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
@@ -75,27 +60,45 @@ fn assert_one_line_error(out: &Output, needle: &str) {
 }
 
 #[test]
-fn info_prints_header_and_sections() {
+fn info_prints_header_and_payload() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "ok.ember", &stream());
-    let out = ember(&["info", &f]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    for needle in [
-        "Ember v1",
-        "ember-mrc-v1",
-        "17x33",
-        "quality    2.000",
-        "hyper-latent",
-        "slice 0 anchors",
-        "100 bytes",
-        "slice 0 non-anchors",
+    for (name, bytes, needles) in [
+        (
+            "v2.ember",
+            stream(),
+            &[
+                "Ember v2",
+                "ember-mrc-v1",
+                "17x33",
+                "quality    2.000",
+                "payload    176 bytes",
+            ][..],
+        ),
+        (
+            "v1.ember",
+            stream_v1(),
+            &[
+                "Ember v1",
+                "ember-mrc-v1",
+                "17x33",
+                "quality    4.000",
+                "hyper-latent",
+                "slice 0 anchors",
+                "slice 4 non-anchors",
+            ][..],
+        ),
     ] {
-        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        let f = write(dir.path(), name, &bytes);
+        let out = ember(&["info", &f]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        for needle in needles {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
     }
 }
 
@@ -107,11 +110,12 @@ fn info_names_the_problem_of_bad_files() {
     flipped[60] ^= 0x04;
     let mut v9 = good.clone();
     v9[4] = 9;
+    let v1 = stream_v1();
     let cases: [(&str, &[u8], &str); 6] = [
         ("truncated-header", &good[..20], "truncated"),
         (
-            "truncated-payload",
-            &good[..good.len() - 30],
+            "truncated-v1-payload",
+            &v1[..v1.len() - 30],
             "runs past the end",
         ),
         ("flipped", &flipped, "checksum mismatch"),
@@ -180,7 +184,7 @@ fn encode_and_decode_fail_clearly() {
     assert_one_line_error(
         &ember(&[
             "decode",
-            &write(dir.path(), "cut.ember", &stream()[..30]),
+            &write(dir.path(), "cut.ember", &stream()[..20]),
             "-o",
             "x.png",
         ]),

@@ -1,13 +1,18 @@
 //! Golden streams: files in `testdata/golden/` that every future build must decode to exactly
 //! the recorded latents. They are coded with the synthetic conformance model, which is pinned
-//! here too. Regenerate (only together with a new format version) with
-//! `EMBER_WRITE_GOLDEN=1 cargo test -p codec --test conformance`.
+//! here too. `testdata/golden/` holds streams in the current format version; `golden/v1/`
+//! holds version 1 streams of the same pictures (with their own MANIFEST and references, as
+//! the encoder of the day made them), which must keep decoding exactly.
+//! Regenerate the current ones (only together with a new format version) with
+//! `EMBER_WRITE_GOLDEN=1 cargo test -p codec --test conformance`; older versions' files are
+//! never rewritten.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use codec::backend;
+use codec::bitstream::{self, Payload};
 use codec::image_io::Planar;
 use codec::metrics::psnr_rgb8;
 use common::*;
@@ -42,7 +47,6 @@ fn golden_streams_decode_exactly() {
     let write = std::env::var_os("EMBER_WRITE_GOLDEN").is_some();
     let mut manifest =
         String::from("# name latents-crc32 (decoded symbols of ẑ then every slice, i32 LE)\n");
-    let recorded = std::fs::read_to_string(dir().join("MANIFEST")).unwrap_or_default();
     for (name, w, h, ch, depth, q) in CASES {
         let stream = dir().join(format!("{name}.ember"));
         let reference = dir().join(format!("{name}.png"));
@@ -60,28 +64,8 @@ fn golden_streams_decode_exactly() {
             manifest.push_str(&format!("{name} {:08x}\n", latents_crc(&latents)));
             continue;
         }
-        let bytes = std::fs::read(&stream).unwrap_or_else(|e| panic!("{}: {e}", stream.display()));
-        let want = recorded
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} missing from MANIFEST"));
-        let reference = Planar::load(&reference).unwrap();
-        for kind in cpu_backends() {
-            let (rec, latents) = backend::run(kind, Decode(model.clone(), bytes.clone()))
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                format!("{:08x}", latents_crc(&latents)),
-                want,
-                "{name} on {}",
-                kind.name()
-            );
-            let p = psnr_rgb8(&rec.as_stored(), &reference);
-            assert!(
-                p >= 50.0,
-                "{name} on {}: reconstruction {p:.1} dB from the reference",
-                kind.name()
-            );
+        for (version, dir) in [(bitstream::VERSION, dir()), (1, dir().join("v1"))] {
+            check_golden(&model, name, version, &dir);
         }
     }
     if write {
@@ -89,8 +73,40 @@ fn golden_streams_decode_exactly() {
     }
 }
 
-/// A well-formed container whose header claims a huge image over tiny payloads is rejected
-/// before the decoder allocates latent maps of the claimed size (which would take gigabytes).
+/// Decodes `dir/name.ember` on every CPU backend: it must be in format `version`, decode to
+/// the latents `dir/MANIFEST` records, and reconstruct `dir/name.png` within 50 dB.
+fn check_golden(model: &codec::weights::ModelFile, name: &str, version: u8, dir: &Path) {
+    let recorded = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+    let want = recorded
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from {}/MANIFEST", dir.display()));
+    let reference = Planar::load(&dir.join(format!("{name}.png"))).unwrap();
+    let stream = dir.join(format!("{name}.ember"));
+    let bytes = std::fs::read(&stream).unwrap_or_else(|e| panic!("{}: {e}", stream.display()));
+    assert_eq!(bitstream::read(&bytes).unwrap().version, version);
+    for kind in cpu_backends() {
+        let (rec, latents) = backend::run(kind, Decode(model.clone(), bytes.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            format!("{:08x}", latents_crc(&latents)),
+            want,
+            "{name} v{version} on {}",
+            kind.name()
+        );
+        let p = psnr_rgb8(&rec.as_stored(), &reference);
+        assert!(
+            p >= 50.0,
+            "{name} v{version} on {}: reconstruction {p:.1} dB from the reference",
+            kind.name()
+        );
+    }
+}
+
+/// A well-formed container whose header claims a huge image over a tiny payload is rejected
+/// before the decoder allocates latent maps of the claimed size (which would take gigabytes),
+/// in either format version.
 #[test]
 fn huge_claimed_size_with_tiny_payloads_is_rejected_up_front() {
     let model = synthetic();
@@ -99,16 +115,28 @@ fn huge_claimed_size_with_tiny_payloads_is_rejected_up_front() {
         Encode(model.clone(), picture(64, 64, 3, 8), 4.0),
     )
     .unwrap();
-    let stream = codec::bitstream::read(&bytes).unwrap();
+    let stream = bitstream::read(&bytes).unwrap();
+    let Payload::Single(payload) = stream.payload else {
+        panic!("the encoder writes version {}", bitstream::VERSION)
+    };
     let mut header = stream.header;
     header.width = 16384;
     header.height = 16384;
-    header.pad_right = 0;
-    header.pad_bottom = 0;
-    let forged = codec::bitstream::write(&header, &stream.sections).unwrap();
-    let err = backend::run(cpu_backends()[0], Decode(model, forged))
-        .unwrap()
-        .unwrap_err();
-    // This message comes from the size check that runs before any latent map exists.
-    assert!(err.contains("too few for the"), "{err}");
+    let forged_v2 = bitstream::write(&header, payload).unwrap();
+    // Version 1: the same claim patched into a golden stream (sides at bytes 16 and 20,
+    // padding at 28), resealed with a correct CRC.
+    let mut forged_v1 = std::fs::read(dir().join("v1/rgb-17x33-q4.ember")).unwrap();
+    forged_v1[16..20].copy_from_slice(&16384u32.to_le_bytes());
+    forged_v1[20..24].copy_from_slice(&16384u32.to_le_bytes());
+    forged_v1[28..30].copy_from_slice(&[0, 0]);
+    let n = forged_v1.len() - 4;
+    let crc = crc32fast::hash(&forged_v1[..n]);
+    forged_v1[n..].copy_from_slice(&crc.to_le_bytes());
+    for forged in [forged_v2, forged_v1] {
+        let err = backend::run(cpu_backends()[0], Decode(model.clone(), forged))
+            .unwrap()
+            .unwrap_err();
+        // This message comes from the size check that runs before any latent map exists.
+        assert!(err.contains("too few for the symbols"), "{err}");
+    }
 }

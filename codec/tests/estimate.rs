@@ -24,8 +24,7 @@ impl Job for EstimateAndReal {
                 let estimate = codec.estimate_bits(img, self.2).unwrap();
                 let bytes = codec.compress(img, self.2).unwrap();
                 let stream = codec::bitstream::read(&bytes).unwrap();
-                let payload: usize = stream.sections.iter().map(|s| s.data.len()).sum();
-                (estimate, 8.0 * payload as f64)
+                (estimate, 8.0 * stream.payload_len() as f64)
             })
             .collect()
     }

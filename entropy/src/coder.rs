@@ -1,7 +1,9 @@
 //! Batched entropy coding of integer symbols with per-symbol tables, through constriction's
 //! ANS coder (`AnsCoder<u32, u64>`, 16-bit probabilities).
 //!
-//! A call codes a whole tensor: `symbols[i]` under `tables[indexes[i]]`. Values inside a
+//! A call codes a whole tensor: `symbols[i]` under `tables[indexes[i]]`; an [`Encoder`] puts
+//! several such tensors (parts) into one stream, which a [`Decoder`] reads back part by part.
+//! Values inside a
 //! table's range cost `−log2 p` bits; values outside are coded as the table's escape symbol
 //! followed by a sign bit, a 6-bit length `L` and the `L` low bits of `|excess| + 1`
 //! (Elias-gamma style, in 16-bit uniform chunks), so every `i32` codes.
@@ -106,123 +108,214 @@ fn check_args(n_symbols: usize, indexes: &[u16], tables: &[CdfTable]) -> Result<
     Ok(())
 }
 
-/// Codes `symbols[i]` under `tables[indexes[i]]` into a byte stream.
+/// Codes `symbols[i]` under `tables[indexes[i]]` into a byte stream: an [`Encoder`] with one
+/// part.
 pub fn encode(
     symbols: &[i32],
     indexes: &[u16],
     tables: &[CdfTable],
 ) -> Result<Vec<u8>, CodingError> {
-    check_args(symbols.len(), indexes, tables)?;
-    let mut coder = DefaultAnsCoder::new();
-    let bug = |_| CodingError::Corrupt("internal: a validated table rejected a symbol");
-    // ANS is a stack: push in reverse so that decoding runs forwards.
-    for (&value, &index) in symbols.iter().zip(indexes).rev() {
-        let table = &tables[usize::from(index)];
-        let (steps, used) = steps(table, value);
-        for step in steps[..used].iter().rev() {
-            match *step {
-                Step::Symbol(s) => coder.encode_symbol(s, table.model()).map_err(bug)?,
-                Step::Bits { value, width } => {
-                    coder.encode_symbol(value, BitsModel(width)).map_err(bug)?
-                }
-            }
-        }
-    }
-    let words = coder.into_compressed().unwrap_or_else(|e| match e {});
-    Ok(words.iter().flat_map(|w| w.to_le_bytes()).collect())
-}
-
-/// The most symbols that `bytes` of data coded by [`encode`] can hold when every symbol uses
-/// one of `tables`, or `None` when the tables give no useful bound.
-///
-/// Why: a stream's header claims the image size, and the decoder allocates latent maps of
-/// that size before it can tell whether the payloads really hold that many symbols. Every
-/// symbol costs at least `−log2(f_max / 2^16)` bits, less the ANS state's rounding (under
-/// 2^-16 relative, ≈ 2.3e-5 bits), and the coder's final state holds at most 64 bits (96
-/// allowed, for margin); a payload too
-/// short for its claimed symbols can be rejected before anything is allocated.
-pub fn max_symbols(bytes: usize, tables: &[CdfTable]) -> Option<u64> {
-    let fmax = tables
-        .iter()
-        .flat_map(|t| (0..=t.len()).map(move |i| t.frequency(i)))
-        .max()?;
-    let min_bits = f64::from(PRECISION as u32) - f64::from(fmax).log2() - 2.3e-5;
-    if min_bits <= 1e-6 {
-        return None;
-    }
-    let available = 8.0 * bytes as f64 + 96.0;
-    Some((available / min_bits).floor() as u64)
+    let mut encoder = Encoder::new();
+    encoder.push(symbols, indexes, tables)?;
+    Ok(encoder.finish())
 }
 
 /// Decodes `indexes.len()` symbols coded by [`encode`] with the same indexes and tables.
 ///
 /// Never panics and never allocates more than `indexes.len()` symbols, whatever `bytes` holds.
 pub fn decode(bytes: &[u8], indexes: &[u16], tables: &[CdfTable]) -> Result<Vec<i32>, CodingError> {
+    let mut decoder = Decoder::new(bytes)?;
     let mut out = Vec::with_capacity(indexes.len());
-    decode_into(bytes, indexes, tables, &mut out)?;
+    decoder.decode_into(indexes, tables, &mut out)?;
+    decoder.finish()?;
     Ok(out)
 }
 
-/// Like [`decode`], appending to `out`.
-pub fn decode_into(
-    bytes: &[u8],
-    indexes: &[u16],
-    tables: &[CdfTable],
-    out: &mut Vec<i32>,
-) -> Result<(), CodingError> {
-    check_args(indexes.len(), indexes, tables)?;
-    if max_symbols(bytes.len(), tables).is_some_and(|m| (indexes.len() as u64) > m) {
-        return Err(CodingError::Corrupt(
-            "too little data for the symbols it should hold",
-        ));
+/// One stream holding several parts, each a tensor of symbols under its own table set (the
+/// hyper-latent under the factorized tables, then the latent's passes under the Gaussian ones).
+///
+/// Why one stream: every ANS stream ends with the coder's final state (a few bytes, in whole
+/// 32-bit words), and a container that frames separate streams needs a length for each; a
+/// single stream pays both once. The decoder can still interleave its own work between parts (a part's tables may
+/// depend on the symbols of the parts before it), because parts decode in the order they were
+/// pushed.
+#[derive(Default)]
+pub struct Encoder<'t> {
+    parts: Vec<(Vec<i32>, Vec<u16>, &'t [CdfTable])>,
+}
+
+impl<'t> Encoder<'t> {
+    pub fn new() -> Self {
+        Self::default()
     }
-    if !bytes.len().is_multiple_of(4) {
-        return Err(CodingError::Corrupt(
-            "length is not a whole number of 32-bit words",
-        ));
+
+    /// Appends a part: `symbols[i]` under `tables[indexes[i]]`, decoded after the parts
+    /// pushed before it.
+    pub fn push(
+        &mut self,
+        symbols: &[i32],
+        indexes: &[u16],
+        tables: &'t [CdfTable],
+    ) -> Result<(), CodingError> {
+        check_args(symbols.len(), indexes, tables)?;
+        self.parts
+            .push((symbols.to_vec(), indexes.to_vec(), tables));
+        Ok(())
     }
-    let words: Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let mut coder = DefaultAnsCoder::from_compressed(words)
-        .map_err(|_| CodingError::Corrupt("ends in a zero word"))?;
-    let infallible = |e: constriction::CoderError<_, _>| -> CodingError { match e {} };
-    for &index in indexes {
-        let table = &tables[usize::from(index)];
-        let s = coder.decode_symbol(table.model()).map_err(infallible)?;
-        let n = table.len();
-        if s < n {
-            out.push(table.offset() + s as i32);
-            continue;
+
+    /// The coded stream: the ANS coder's words in little-endian byte order.
+    pub fn finish(self) -> Vec<u8> {
+        let mut coder = DefaultAnsCoder::new();
+        let bug = |_| unreachable!("check_args validated every table index");
+        // ANS is a stack: push the last part's last symbol first, so that decoding runs
+        // forwards through the parts in their order.
+        for (symbols, indexes, tables) in self.parts.iter().rev() {
+            for (&value, &index) in symbols.iter().zip(indexes).rev() {
+                let table = &tables[usize::from(index)];
+                let (steps, used) = steps(table, value);
+                for step in steps[..used].iter().rev() {
+                    match *step {
+                        Step::Symbol(s) => {
+                            coder.encode_symbol(s, table.model()).unwrap_or_else(bug)
+                        }
+                        Step::Bits { value, width } => coder
+                            .encode_symbol(value, BitsModel(width))
+                            .unwrap_or_else(bug),
+                    }
+                }
+            }
         }
-        let mut bits = |width: u32| coder.decode_symbol(BitsModel(width)).map_err(infallible);
-        let negative = bits(1)? == 1;
-        let len = bits(LENGTH_BITS)? + 1;
-        if len > 33 {
-            return Err(CodingError::Corrupt("escape length out of range"));
+        let words = coder.into_compressed().unwrap_or_else(|e| match e {});
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+}
+
+/// Fewest bits that any symbol coded under one of `tables` costs, or 0 when the tables give
+/// no useful bound: `−log2(f_max / 2^16)` less the ANS state's rounding (under 2^-16 relative,
+/// ≈ 2.3e-5 bits).
+pub fn min_symbol_bits(tables: &[CdfTable]) -> f64 {
+    let Some(fmax) = tables
+        .iter()
+        .flat_map(|t| (0..=t.len()).map(move |i| t.frequency(i)))
+        .max()
+    else {
+        return 0.0;
+    };
+    let bits = f64::from(PRECISION as u32) - f64::from(fmax).log2() - 2.3e-5;
+    if bits <= 1e-6 { 0.0 } else { bits }
+}
+
+/// Bits that `bytes` of coded data can account for: its own bits, plus the coder's final state
+/// (at most 64 bits; 96 allowed, for margin).
+fn available_bits(bytes: usize) -> f64 {
+    8.0 * bytes as f64 + 96.0
+}
+
+/// Whether `bytes` of data coded by an [`Encoder`] can hold the `parts`, each a symbol count
+/// and the tables its symbols use.
+///
+/// Why: a stream's header claims the image size, and the decoder allocates latent maps of
+/// that size before it can tell whether the payload really holds that many symbols. Every
+/// symbol costs at least [`min_symbol_bits`] of its tables, so a payload too short for its
+/// claimed symbols can be rejected before anything is allocated.
+pub fn can_hold(bytes: usize, parts: &[(u64, &[CdfTable])]) -> bool {
+    let needed: f64 = parts
+        .iter()
+        .map(|&(count, tables)| count as f64 * min_symbol_bits(tables))
+        .sum();
+    needed <= available_bits(bytes)
+}
+
+/// Reads the parts of a stream written by an [`Encoder`] (or [`encode`]), in order.
+///
+/// Never panics, and never decodes more symbols than the bytes can hold: each part's symbols
+/// are counted against the payload's size (see [`can_hold`]) before any is decoded.
+pub struct Decoder {
+    coder: DefaultAnsCoder,
+    available: f64,
+    committed: f64,
+}
+
+impl Decoder {
+    pub fn new(bytes: &[u8]) -> Result<Self, CodingError> {
+        if !bytes.len().is_multiple_of(4) {
+            return Err(CodingError::Corrupt(
+                "length is not a whole number of 32-bit words",
+            ));
         }
-        let mut w: u64 = 1;
-        let mut remaining = len - 1;
-        while remaining > 0 {
-            let width = remaining.min(CHUNK_BITS);
-            remaining -= width;
-            w = (w << width) | u64::from(bits(width)?);
+        let words: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let coder = DefaultAnsCoder::from_compressed(words)
+            .map_err(|_| CodingError::Corrupt("ends in a zero word"))?;
+        Ok(Self {
+            coder,
+            available: available_bits(bytes.len()),
+            committed: 0.0,
+        })
+    }
+
+    /// Decodes the next part, `indexes.len()` symbols, appending them to `out`.
+    pub fn decode_into(
+        &mut self,
+        indexes: &[u16],
+        tables: &[CdfTable],
+        out: &mut Vec<i32>,
+    ) -> Result<(), CodingError> {
+        check_args(indexes.len(), indexes, tables)?;
+        self.committed += indexes.len() as f64 * min_symbol_bits(tables);
+        if self.committed > self.available {
+            return Err(CodingError::Corrupt(
+                "too little data for the symbols it should hold",
+            ));
         }
-        let excess = (w - 1) as i64;
-        let idx = if negative {
-            -excess - 1
+        out.reserve(indexes.len());
+        let coder = &mut self.coder;
+        let infallible = |e: constriction::CoderError<_, _>| -> CodingError { match e {} };
+        for &index in indexes {
+            let table = &tables[usize::from(index)];
+            let s = coder.decode_symbol(table.model()).map_err(infallible)?;
+            let n = table.len();
+            if s < n {
+                out.push(table.offset() + s as i32);
+                continue;
+            }
+            let mut bits = |width: u32| coder.decode_symbol(BitsModel(width)).map_err(infallible);
+            let negative = bits(1)? == 1;
+            let len = bits(LENGTH_BITS)? + 1;
+            if len > 33 {
+                return Err(CodingError::Corrupt("escape length out of range"));
+            }
+            let mut w: u64 = 1;
+            let mut remaining = len - 1;
+            while remaining > 0 {
+                let width = remaining.min(CHUNK_BITS);
+                remaining -= width;
+                w = (w << width) | u64::from(bits(width)?);
+            }
+            let excess = (w - 1) as i64;
+            let idx = if negative {
+                -excess - 1
+            } else {
+                i64::from(n) + excess
+            };
+            let value = i32::try_from(i64::from(table.offset()) + idx)
+                .map_err(|_| CodingError::Corrupt("escaped value outside i32"))?;
+            out.push(value);
+        }
+        Ok(())
+    }
+
+    /// Checks that the stream ended exactly after the last part: the coder is back at the
+    /// encoder's initial state, with no data left.
+    pub fn finish(self) -> Result<(), CodingError> {
+        if self.coder.is_empty() {
+            Ok(())
         } else {
-            i64::from(n) + excess
-        };
-        let value = i32::try_from(i64::from(table.offset()) + idx)
-            .map_err(|_| CodingError::Corrupt("escaped value outside i32"))?;
-        out.push(value);
+            Err(CodingError::Corrupt("data left over after the last symbol"))
+        }
     }
-    if !coder.is_empty() {
-        return Err(CodingError::Corrupt("data left over after the last symbol"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -303,17 +396,90 @@ mod tests {
         let n = 10_000_000;
         let (symbols, indexes) = (vec![mode; n], vec![0u16; n]);
         let bytes = encode(&symbols, &indexes, tables).unwrap();
-        let bound = max_symbols(bytes.len(), tables).unwrap();
-        assert!(bound >= n as u64, "{} bytes, bound {bound}", bytes.len());
+        assert!(
+            can_hold(bytes.len(), &[(n as u64, tables)]),
+            "{} bytes",
+            bytes.len()
+        );
         assert_eq!(decode(&bytes, &indexes, tables).unwrap(), symbols);
         let short = &bytes[..8];
-        assert!(max_symbols(8, tables).unwrap() < n as u64);
+        assert!(!can_hold(8, &[(n as u64, tables)]));
         assert_eq!(
             decode(short, &indexes, tables),
             Err(CodingError::Corrupt(
                 "too little data for the symbols it should hold"
             ))
         );
+    }
+
+    /// Parts under different table sets share one stream and come back in order; the stream
+    /// is smaller than the parts coded apart (one final state instead of one per part).
+    #[test]
+    fn parts_share_one_stream() {
+        let mut rng = xorshift(5);
+        let few = &gauss()[..8];
+        let parts: Vec<(Vec<i32>, Vec<u16>, &[CdfTable])> = (0..6)
+            .map(|k| {
+                let tables = if k % 2 == 0 { gauss() } else { few };
+                let n = 50 + 40 * k;
+                let indexes: Vec<u16> = (0..n)
+                    .map(|_| (rng() % tables.len() as u64) as u16)
+                    .collect();
+                let symbols: Vec<i32> = (0..n).map(|_| (rng() % 9) as i32 - 4).collect();
+                (symbols, indexes, tables)
+            })
+            .collect();
+        let mut encoder = Encoder::new();
+        for (s, i, t) in &parts {
+            encoder.push(s, i, t).unwrap();
+        }
+        let bytes = encoder.finish();
+        let apart: usize = parts
+            .iter()
+            .map(|(s, i, t)| encode(s, i, t).unwrap().len())
+            .sum();
+        assert!(bytes.len() < apart, "{} vs {apart}", bytes.len());
+        let mut decoder = Decoder::new(&bytes).unwrap();
+        for (s, i, t) in &parts {
+            let mut out = Vec::new();
+            decoder.decode_into(i, t, &mut out).unwrap();
+            assert_eq!(&out, s);
+        }
+        decoder.finish().unwrap();
+        // Stopping a part early leaves data behind, which `finish` reports.
+        let mut decoder = Decoder::new(&bytes).unwrap();
+        let (_, i, t) = &parts[0];
+        decoder.decode_into(i, t, &mut Vec::new()).unwrap();
+        assert_eq!(
+            decoder.finish(),
+            Err(CodingError::Corrupt("data left over after the last symbol"))
+        );
+    }
+
+    /// The size bound adds up over parts: parts that each fit the payload alone can
+    /// together claim more symbols than it holds.
+    #[test]
+    fn size_bound_counts_every_part() {
+        let tables = &gauss()[..1];
+        let per_symbol = min_symbol_bits(tables);
+        assert!(per_symbol > 0.0);
+        let bytes = encode(&[0; 4], &[0; 4], tables).unwrap();
+        let fits = (available_bits(bytes.len()) / per_symbol) as usize;
+        assert!(can_hold(bytes.len(), &[(fits as u64, tables)]));
+        assert!(!can_hold(
+            bytes.len(),
+            &[(fits as u64, tables), (fits as u64, tables)]
+        ));
+        let mut decoder = Decoder::new(&bytes).unwrap();
+        let indexes = vec![0u16; fits];
+        let _ = decoder.decode_into(&indexes, tables, &mut Vec::new());
+        assert_eq!(
+            decoder.decode_into(&indexes, tables, &mut Vec::new()),
+            Err(CodingError::Corrupt(
+                "too little data for the symbols it should hold"
+            ))
+        );
+        assert_eq!(min_symbol_bits(&[]), 0.0);
     }
 
     #[test]

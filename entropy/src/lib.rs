@@ -5,8 +5,8 @@
 //! - [`factorized`]: per-channel tables of the hyper-latent prior, quantized from the trained
 //!   density at export and stored with the model.
 //! - [`table`]: the integer CDF table both of them produce, with an escape symbol.
-//! - [`coder`]: batched ANS coding (through `constriction`) of a tensor of symbols with a
-//!   table index per symbol.
+//! - [`coder`]: batched ANS coding (through `constriction`) of tensors of symbols with a
+//!   table index per symbol, several tensors to one stream.
 //!
 //! Nothing in this crate uses floating point on the coding path, so a stream encoded on one
 //! machine decodes on any other.
@@ -18,7 +18,7 @@ pub mod fixed;
 pub mod gaussian;
 pub mod table;
 
-pub use coder::{CodingError, decode, decode_into, encode, max_symbols};
+pub use coder::{CodingError, Decoder, Encoder, can_hold, decode, encode, min_symbol_bits};
 pub use factorized::FactorizedTables;
 pub use gaussian::GaussianTables;
 pub use table::{CdfTable, TableError};
