@@ -76,7 +76,7 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
-    /// Print the header and section sizes of .ember files, checking their integrity.
+    /// Print the header and payload size of .ember files, checking their integrity.
     Info {
         /// Streams to inspect.
         #[arg(required = true)]
