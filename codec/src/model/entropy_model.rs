@@ -13,7 +13,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, Int, Tensor};
 
 use super::arch::{self, AGG, CTX, HYPER, SLICES, SPATIAL, SPATIAL_K};
 use super::layers::conv;
@@ -80,12 +80,14 @@ impl<B: Backend> Slice<B> {
         (mean, scale)
     }
 
-    /// Training pass of slice `k` given the hyper features and the quantized earlier slices.
+    /// Training pass of slice `k` given the hyper features, the quantized earlier slices and
+    /// the latent grid's [`anchor_mask`] (the same for every slice, so made once per pass).
     pub fn forward(
         &self,
         y: Tensor<B, 4>,
         hyper: Tensor<B, 4>,
         previous: &[Tensor<B, 4>],
+        anchor: &Tensor<B, 4>,
         noise: bool,
     ) -> SliceOutput<B> {
         let [n, _, h, w] = y.dims();
@@ -96,15 +98,13 @@ impl<B: Backend> Slice<B> {
             base.push(relu(ch.c2.forward(relu(ch.c1.forward(prev)))));
         }
         let base = Tensor::cat(base, 1);
-        let anchor = anchor_mask::<B>(h, w, &device);
         let (mean_a, scale_a) =
             self.params(base.clone(), Tensor::zeros([n, SPATIAL, h, w], &device));
         let y_hat_a = ste_round(y.clone(), mean_a.clone());
         let spatial = self.spatial.forward(y_hat_a * anchor.clone());
         let (mean_n, scale_n) = self.params(base, spatial);
-        let pick = |a: Tensor<B, 4>, b: Tensor<B, 4>| {
-            a * anchor.clone() + b * (anchor.clone().neg().add_scalar(1.0))
-        };
+        let non_anchor = anchor.clone().neg().add_scalar(1.0);
+        let pick = |a: Tensor<B, 4>, b: Tensor<B, 4>| a * anchor.clone() + b * non_anchor.clone();
         let mean = pick(mean_a, mean_n);
         let scale = pick(scale_a, scale_n);
         let y_hat = ste_round(y.clone(), mean.clone());
@@ -119,17 +119,20 @@ impl<B: Backend> Slice<B> {
 }
 
 /// `1` on anchors (`(row + col)` even), `0` elsewhere, shaped `[1, 1, h, w]`.
+///
+/// Built on the device from index ranges rather than uploaded from host memory: an upload is
+/// a synchronous copy that on a GPU first waits for every queued kernel, so a mask uploaded in
+/// the middle of the training pass would drain the device queue there and leave the GPU idle
+/// while the host issues the next operations (the PyTorch yardstick builds its mask on the
+/// device too; until this version each slice uploaded its own, five drains per step).
 pub fn anchor_mask<B: Backend>(h: usize, w: usize, device: &B::Device) -> Tensor<B, 4> {
-    let data: Vec<f32> = (0..h * w)
-        .map(|i| {
-            if (i / w + i % w).is_multiple_of(2) {
-                1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    Tensor::<B, 1>::from_floats(data.as_slice(), device).reshape([1, 1, h, w])
+    let rows = Tensor::<B, 1, Int>::arange(0..h as i64, device).reshape([h, 1]);
+    let cols = Tensor::<B, 1, Int>::arange(0..w as i64, device).reshape([1, w]);
+    (rows + cols)
+        .remainder_scalar(2)
+        .equal_elem(0)
+        .float()
+        .reshape([1, 1, h, w])
 }
 
 /// `round(y − μ) + μ` in the forward pass, identity in the backward pass.
@@ -148,4 +151,30 @@ pub fn gaussian_likelihood<B: Backend>(v: Tensor<B, 4>, scale: Tensor<B, 4>) -> 
         .erf();
     let lower = (v.neg().sub_scalar(0.5) / scale).mul_scalar(k).erf();
     (upper - lower).mul_scalar(0.5).clamp_min(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_anchor_mask<B: Backend>(device: B::Device) {
+        for (h, w) in [(1, 1), (1, 5), (4, 4), (3, 7), (6, 2)] {
+            let got: Vec<f32> = anchor_mask::<B>(h, w, &device)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap();
+            let want: Vec<f32> = (0..h * w)
+                .map(|i| f32::from(u8::from((i / w + i % w).is_multiple_of(2))))
+                .collect();
+            assert_eq!(got, want, "{h}x{w}");
+        }
+    }
+
+    #[test]
+    fn anchor_mask_is_the_checkerboard_of_even_row_plus_column() {
+        check_anchor_mask::<burn::backend::NdArray>(Default::default());
+        #[cfg(feature = "tch")]
+        check_anchor_mask::<burn::backend::LibTorch>(burn::backend::libtorch::LibTorchDevice::Cpu);
+    }
 }

@@ -254,6 +254,17 @@ impl<B: Backend> Model<B> {
     /// [`forward`](Self::forward) from the gained latent `y` on: what the encoder's latent
     /// refinement ([`crate::refine`]) differentiates, with `y` as the variable.
     pub fn code(&self, y: Tensor<B, 4>, q: f32, noise: bool) -> ForwardOutput<B> {
+        let (y_hat, bits) = self.entropy(y, noise);
+        ForwardOutput {
+            x_hat: self.synthesis(y_hat, q),
+            bits,
+        }
+    }
+
+    /// The entropy model's half of [`code`](Self::code): the quantized latent `ŷ` that the
+    /// synthesis sees, and the bits of `y` and `z` (`−Σ log2 p`), one value per image (`[n]`).
+    /// Training the entropy model alone on cached latents needs only this.
+    pub fn entropy(&self, y: Tensor<B, 4>, noise: bool) -> (Tensor<B, 4>, Tensor<B, 1>) {
         let n = y.dims()[0];
         let z = self.hyper_analysis(y.clone());
         let z_hat = z.clone() + (z.clone().round() - z.clone()).detach();
@@ -277,12 +288,14 @@ impl<B: Backend> Model<B> {
             .log()
             .sum_dims_squeeze::<1, _>(&[1, 2, 3]);
         let hyper = self.h_s.forward(z_hat);
+        let [_, _, h, w] = y.dims();
+        let anchor = entropy_model::anchor_mask(h, w, &y.device());
         let mut decoded: Vec<Tensor<B, 4>> = Vec::with_capacity(SLICES.len());
         let mut start = 0;
         for (k, slice) in self.slices.iter().enumerate() {
             let y_k = y.clone().narrow(1, start, SLICES[k]);
             start += SLICES[k];
-            let out = slice.forward(y_k, hyper.clone(), &decoded, noise);
+            let out = slice.forward(y_k, hyper.clone(), &decoded, &anchor, noise);
             bits = bits
                 + cost(out.likelihood)
                     .log()
@@ -290,10 +303,9 @@ impl<B: Backend> Model<B> {
             decoded.push(out.y_hat);
         }
         let y_hat = Tensor::cat(decoded, 1);
-        let x_hat = self.synthesis(y_hat, q);
-        ForwardOutput {
-            x_hat,
-            bits: bits.reshape([n]).mul_scalar(-std::f32::consts::LOG2_E),
-        }
+        (
+            y_hat,
+            bits.reshape([n]).mul_scalar(-std::f32::consts::LOG2_E),
+        )
     }
 }
