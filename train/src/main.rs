@@ -3,6 +3,7 @@
 mod bench;
 mod checkpoint;
 mod data;
+mod latents;
 mod optim;
 mod rng;
 mod settings;
@@ -153,6 +154,9 @@ fn run(command: Command) -> Result<(), String> {
             let backend = pick_backend(args.backend)?;
             let (config, resume) = (*args).config()?;
             check_batch_and_crop(config.batch, config.crop)?;
+            if config.entropy_only {
+                latents::check_size(config.latent_crops, config.crop)?;
+            }
             dispatch(backend, TrainJob(config, resume))
         }
         Command::Bench {

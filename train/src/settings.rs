@@ -77,6 +77,15 @@ pub struct RunArgs {
     /// Seed of the run's random numbers; fixed for a run [default: 1].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Train only the entropy model (hyper-analysis and -synthesis, factorized prior, slice
+    /// contexts) for rate, with the analysis and synthesis transforms and the gains frozen,
+    /// on latents the analysis computes once per crop (needs --init); fixed for a run.
+    #[arg(long, requires = "init")]
+    pub entropy_only: bool,
+    /// With --entropy-only: how many crops' latents to cache (each takes M·(crop/16)² floats:
+    /// 768 KiB at 512²); fixed for a run [default: 4096].
+    #[arg(long, requires = "entropy_only")]
+    pub latent_crops: Option<usize>,
 }
 
 impl RunArgs {
@@ -126,6 +135,8 @@ impl RunArgs {
             val_every: self.val_every.unwrap_or(old.val_every),
             minutes: self.minutes,
             seed: fixed("seed", self.seed, old.seed)?,
+            entropy_only: old.entropy_only,
+            latent_crops: fixed("latent-crops", self.latent_crops, old.latent_crops)?,
         };
         // What changed on resuming (a longer schedule, another data path) is saved onward.
         state.config = serde_json::to_value(&config).expect("config serializes");
@@ -156,6 +167,12 @@ impl RunArgs {
             val_every: self.val_every.unwrap_or(2000),
             minutes: self.minutes,
             seed: self.seed.unwrap_or(1),
+            entropy_only: self.entropy_only,
+            latent_crops: if self.entropy_only {
+                self.latent_crops.unwrap_or(4096)
+            } else {
+                0
+            },
         }
     }
 }

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{self, State};
 use crate::data::{self, Dataset};
+use crate::latents::{Crops, LatentCache};
 use crate::optim::FlatAdam;
 use crate::rng::Rng;
 
@@ -48,6 +49,13 @@ pub struct Config {
     pub val_every: u64,
     pub minutes: Option<f64>,
     pub seed: u64,
+    /// Train only the entropy model, for rate, on the latents of `latent_crops` crops that
+    /// the (frozen) analysis transform computes once at the start ([`LatentCache`]); the
+    /// transforms and gains keep their values exactly.
+    #[serde(default)]
+    pub entropy_only: bool,
+    #[serde(default)]
+    pub latent_crops: usize,
 }
 
 impl Config {
@@ -141,34 +149,71 @@ impl Step {
         x: Tensor<B, 4>,
         level: usize,
         lr: f64,
-        mut done: impl FnMut(Phase),
+        done: impl FnMut(Phase),
     ) -> (Model<B>, Option<[f64; 3]>) {
         let RdLoss { loss, mse, bpp } = model
             .forward(x.clone(), (level + 1) as f32, true)
             .rd_loss(x, LAMBDAS[level]);
-        // One device read per step for all three statistics.
-        let stats = Tensor::cat(
-            vec![
-                loss.clone().reshape([1]),
-                mse.reshape([1]),
-                bpp.reshape([1]),
-            ],
-            0,
-        )
+        let (model, stats) = descend(model, optim, loss, vec![mse, bpp], lr, done);
+        (model, stats.map(|s| [s[0], s[1], s[2]]))
+    }
+
+    /// The entropy model's step of an `--entropy-only` run: the bits per pixel of ungained
+    /// latents `y` (from crops of `pixels` pixels each) at quality level `level`, with the
+    /// analysis transform and the gains held fixed, so only the entropy model learns. Returns
+    /// the updated model and the bpp, or `None` for a non-finite loss.
+    pub fn run_entropy<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+        &self,
+        model: Model<B>,
+        optim: &mut O,
+        y: Tensor<B, 4>,
+        level: usize,
+        pixels: usize,
+        lr: f64,
+    ) -> (Model<B>, Option<f64>) {
+        let n = y.dims()[0];
+        let y = (y * model.gain_for((level + 1) as f32, false)).detach();
+        let (_, bits) = model.entropy(y, true);
+        let bpp = bits.sum().div_scalar((n * pixels) as f64);
+        let (model, stats) = descend(model, optim, bpp, Vec::new(), lr, |_| {});
+        (model, stats.map(|s| s[0]))
+    }
+}
+
+/// Reads `loss` and `extra` back in one device read, and unless the loss is NaN or infinite
+/// takes the gradient of `loss` and an optimizer step: the shared tail of both kinds of step.
+fn descend<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+    model: Model<B>,
+    optim: &mut O,
+    loss: Tensor<B, 1>,
+    extra: Vec<Tensor<B, 1>>,
+    lr: f64,
+    mut done: impl FnMut(Phase),
+) -> (Model<B>, Option<Vec<f64>>) {
+    let mut parts = vec![loss.clone().reshape([1])];
+    parts.extend(extra.into_iter().map(|t| t.reshape([1])));
+    let stats = Tensor::cat(parts, 0)
         .into_data()
         .convert::<f64>()
         .to_vec::<f64>()
         .expect("float data");
-        done(Phase::Forward);
-        if !stats[0].is_finite() {
-            return (model, None);
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        done(Phase::Backward);
-        let model = optim.step(lr, model, grads);
-        done(Phase::Update);
-        (model, Some([stats[0], stats[1], stats[2]]))
+    done(Phase::Forward);
+    if !stats[0].is_finite() {
+        return (model, None);
     }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    done(Phase::Backward);
+    let model = optim.step(lr, model, grads);
+    done(Phase::Update);
+    (model, Some(stats))
+}
+
+/// Where a run's batches come from.
+enum Source {
+    /// Pixel crops from the prefetching data thread.
+    Crops(std::sync::mpsc::Receiver<Vec<f32>>),
+    /// Cached latents, for `--entropy-only`.
+    Latents(LatentCache),
 }
 
 pub fn train<B: AutodiffBackend>(
@@ -217,8 +262,11 @@ pub fn train<B: AutodiffBackend>(
             )
         }
     };
-    // Whatever the model came from, every GDN entry must be able to train.
-    model = model.with_trainable_gdn();
+    // Whatever the model came from, every GDN entry must be able to train (the transforms
+    // of an entropy-only run are frozen and keep their values).
+    if !config.entropy_only {
+        model = model.with_trainable_gdn();
+    }
     let mut log = Log::open(&config.run)?;
     eprintln!("loading training images from {} ...", config.data.display());
     let data = Arc::new(Dataset::load(&config.data, config.crop, config.max_short)?);
@@ -243,15 +291,36 @@ pub fn train<B: AutodiffBackend>(
         data.len(),
         val.len()
     );
-    // The data thread draws from its own generator, derived from the run's so resumes repeat it.
     let mut rng = state.rng;
-    let batches = data::prefetch(
-        data.clone(),
-        Rng::new(rng.next_u64()),
-        config.batch,
-        config.crop,
-        4,
-    );
+    let source = if config.entropy_only {
+        // Drawn from the run's seed, not its current state, so a cache rebuilt on resuming
+        // holds the same crops.
+        let inner = model.valid();
+        let cache = LatentCache::open(
+            &config.run.join("latents.bin"),
+            crate::latents::analysis_fingerprint(&inner),
+            &inner,
+            Crops {
+                data: &data,
+                rng: Rng::new(config.seed ^ 0x6c61_7465_6e74),
+                count: config.latent_crops,
+                batch: config.batch,
+                crop: config.crop,
+            },
+            &device,
+        )?;
+        Source::Latents(cache)
+    } else {
+        // The data thread draws from its own generator, derived from the run's so resumes
+        // repeat it.
+        Source::Crops(data::prefetch(
+            data.clone(),
+            Rng::new(rng.next_u64()),
+            config.batch,
+            config.crop,
+            4,
+        ))
+    };
 
     let bar = ProgressBar::new(config.steps);
     bar.set_style(
@@ -274,19 +343,31 @@ pub fn train<B: AutodiffBackend>(
         && !STOP.load(Ordering::Relaxed)
         && deadline.is_none_or(|d| Instant::now() < d)
     {
-        let batch = batches
-            .recv()
-            .map_err(|_| "data thread stopped".to_string())?;
-        let level = rng.below(LEVELS as u64) as usize;
-        let x = Tensor::<B, 4>::from_data(
-            TensorData::new(
-                batch,
-                [config.batch, 3, config.crop as usize, config.crop as usize],
-            ),
-            &device,
-        );
         let lr = config.lr_at(state.step);
-        let (next, stats) = step.run(model, &mut optim, x, level, lr, |_| {});
+        let (next, stats, level) = match &source {
+            Source::Crops(batches) => {
+                let batch = batches
+                    .recv()
+                    .map_err(|_| "data thread stopped".to_string())?;
+                let level = rng.below(LEVELS as u64) as usize;
+                let x = Tensor::<B, 4>::from_data(
+                    TensorData::new(
+                        batch,
+                        [config.batch, 3, config.crop as usize, config.crop as usize],
+                    ),
+                    &device,
+                );
+                let (next, stats) = step.run(model, &mut optim, x, level, lr, |_| {});
+                (next, stats, level)
+            }
+            Source::Latents(cache) => {
+                let y = cache.batch(&mut rng, config.batch, &device);
+                let level = rng.below(LEVELS as u64) as usize;
+                let (next, bpp) = step.run_entropy(model, &mut optim, y, level, cache.pixels(), lr);
+                // The transforms are fixed, so the loss is the rate alone.
+                (next, bpp.map(|b| [b, f64::NAN, b]), level)
+            }
+        };
         model = next;
         let Some([loss_v, mse_v, bpp_v]) = stats else {
             skipped += 1;
@@ -298,12 +379,14 @@ pub fn train<B: AutodiffBackend>(
         state.images += config.batch as u64;
         window.1 += config.batch as u64;
 
-        let psnr = -10.0 * mse_v.max(1e-12).log10();
         if state.step % 10 == 0 || state.step == 1 {
             let img_s = window.1 as f64 / window.0.elapsed().as_secs_f64();
             window = (Instant::now(), 0);
+            // An entropy-only step has no distortion term (its mse is NaN), hence no PSNR.
+            let psnr = (!mse_v.is_nan()).then(|| -10.0 * mse_v.max(1e-12).log10());
+            let shown = psnr.map_or(String::new(), |p| format!(" psnr {p:.2}"));
             bar.set_message(format!(
-                "loss {loss_v:.3} bpp {bpp_v:.3} psnr {psnr:.2} q{} {img_s:.1} img/s",
+                "loss {loss_v:.3} bpp {bpp_v:.3}{shown} q{} {img_s:.1} img/s",
                 level + 1
             ));
             log.write(serde_json::json!({"step": state.step, "loss": loss_v, "bpp": bpp_v, "psnr": psnr, "level": level + 1, "lr": config.lr_at(state.step), "img_s": img_s, "images": state.images}));

@@ -332,3 +332,143 @@ fn every_cpu_backend_takes_a_step() {
         assert_eq!(steps_logged(&run), vec![1], "{}", kind.name());
     }
 }
+
+/// `--entropy-only` trains the entropy model on cached latents and leaves the transforms and
+/// gains exactly as they were; it needs a model to start from.
+#[test]
+fn entropy_only_run_trains_the_entropy_model_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..3 {
+        picture(80, 72, i as f32)
+            .save_png(&data.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let start = dir.path().join("start.safetensors");
+    assert!(
+        train(&["init", "-o", start.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let base = [
+        "run",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--val-every",
+        "0",
+        "--batch",
+        "2",
+        "--crop",
+        "64",
+        "--warmup",
+        "1",
+        "--lr",
+        "1e-3",
+    ];
+    let run_with = |extra: &[&str]| train(&[&base[..], extra].concat());
+
+    let out = run_with(&["--entropy-only", "--steps", "1"]);
+    assert!(!out.status.success(), "--entropy-only without --init ran");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
+
+    for absurd in ["0", "100000000"] {
+        let out = run_with(&[
+            "--entropy-only",
+            "--init",
+            start.to_str().unwrap(),
+            "--latent-crops",
+            absurd,
+            "--steps",
+            "1",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && err.contains("--latent-crops must be positive"),
+            "{err}"
+        );
+    }
+    let out = run_with(&[
+        "--entropy-only",
+        "--init",
+        start.to_str().unwrap(),
+        "--latent-crops",
+        "5",
+        "--steps",
+        "4",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("caching the latents of 5 crops"), "{err}");
+    assert_eq!(steps_logged(&run), vec![1]);
+    // A resumed run stays entropy-only and reads the latents it stored instead of computing
+    // them again; a damaged store is computed again, with a warning.
+    let resume = |steps: &str| {
+        train(&[
+            "run",
+            "--run",
+            run.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--resume",
+        ])
+    };
+    let out = resume("6");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("latents from"),
+        "{err}"
+    );
+    let store = run.join("latents.bin");
+    let len = std::fs::metadata(&store).unwrap().len();
+    assert_eq!(len, 32 + 5 * 192 * 4 * 4 * 4);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .unwrap()
+        .set_len(len - 4)
+        .unwrap();
+    let out = resume("7");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("truncated")
+            && err.contains("caching the latents of 5 crops"),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), len);
+
+    let trained = dir.path().join("trained.safetensors");
+    assert!(
+        train(&[
+            "export",
+            run.to_str().unwrap(),
+            "-o",
+            trained.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let (before, after) = (
+        ModelFile::load(&start).unwrap(),
+        ModelFile::load(&trained).unwrap(),
+    );
+    let mut changed = Vec::new();
+    for (name, t) in &before.tensors {
+        let frozen = name.starts_with("g_a.") || name.starts_with("g_s.") || name.contains("gain");
+        let same = after.tensors[name].data == t.data;
+        if frozen {
+            assert!(same, "{name} changed in an entropy-only run");
+        } else if !same {
+            changed.push(name.clone());
+        }
+    }
+    for part in ["h_a.", "h_s.", "slices.4.", "bottleneck."] {
+        assert!(
+            changed.iter().any(|n| n.starts_with(part)),
+            "no {part} tensor trained: {changed:?}"
+        );
+    }
+}
