@@ -58,7 +58,9 @@ pub struct ModelFile {
     pub hash: u64,
 }
 
-fn fingerprint(bytes: &[u8]) -> u64 {
+/// First 8 bytes of the SHA-256 of `bytes`: the model file's `hash`, and what anything else
+/// derived from weights is keyed by.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
     let digest = Sha256::digest(bytes);
     u64::from_le_bytes(digest[..8].try_into().expect("SHA-256 has 32 bytes"))
 }

@@ -21,10 +21,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::Dataset;
 use crate::rng::Rng;
 
-/// Ungained latents `y` of `count` random crops, `[count, M, side, side]` on the host.
+/// Ungained latents `y` of random crops, `[count, M, side, side]` on the host.
 pub struct LatentCache {
     values: Vec<f32>,
-    count: usize,
     /// Side of one latent in latent samples (the crop's side / 16).
     side: usize,
 }
@@ -82,25 +81,21 @@ impl LatentCache {
             bar.inc(n as u64);
         }
         bar.finish_and_clear();
-        Ok(Self {
-            values,
-            count,
-            side,
-        })
+        Ok(Self { values, side })
     }
 
     /// The cache stored at `path` if it holds as many latents of crops of the same size from
-    /// the analysis transform whose [`analysis_fingerprint`] is `hash`; otherwise the latents
+    /// `model`'s analysis transform (by [`analysis_fingerprint`]); otherwise the latents
     /// of `crops` [built](Self::build) and stored there
     /// (atomically), so a resumed run does not redo the analysis: on a 2-core CPU that takes
     /// about 0.4 s per 512² crop, which is most of an hour for a few thousand crops.
     pub fn open<B: Backend>(
         path: &Path,
-        hash: u64,
         model: &Model<B>,
         crops: Crops<'_>,
         device: &B::Device,
     ) -> Result<Self, String> {
+        let hash = analysis_fingerprint(model);
         let (count, crop) = (crops.count, crops.crop);
         let side = crop as usize / Y_STRIDE;
         match Self::load(path, hash, count, side) {
@@ -145,19 +140,16 @@ impl LatentCache {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        Ok(Some(Self {
-            values,
-            count,
-            side,
-        }))
+        Ok(Some(Self { values, side }))
     }
 
     /// `n` cached latents picked at random, `[n, M, side, side]`.
     pub fn batch<B: Backend>(&self, rng: &mut Rng, n: usize, device: &B::Device) -> Tensor<B, 4> {
         let per = M * self.side * self.side;
+        let count = self.values.len() / per;
         let mut out = Vec::with_capacity(n * per);
         for _ in 0..n {
-            let i = rng.below(self.count as u64) as usize;
+            let i = rng.below(count as u64) as usize;
             out.extend_from_slice(&self.values[i * per..(i + 1) * per]);
         }
         Tensor::from_data(TensorData::new(out, [n, M, self.side, self.side]), device)
@@ -195,22 +187,15 @@ fn header(hash: u64, count: usize, side: usize) -> Vec<u8> {
     h
 }
 
-/// FNV-1a over the names and values of the analysis transform's tensors: what a stored cache
-/// depends on (an entropy-only run changes the rest of the model, so the file's hash would not
-/// do).
-pub fn analysis_fingerprint<B: Backend>(model: &Model<B>) -> u64 {
+/// The model file's [`fingerprint`](codec::weights::fingerprint) taken over the names and
+/// values of the analysis transform's tensors alone: what a stored cache depends on (an
+/// entropy-only run changes the rest of the model, so the whole file's hash would not do).
+fn analysis_fingerprint<B: Backend>(model: &Model<B>) -> u64 {
     let file = codec::weights::ModelFile::from_model(model);
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut bytes = Vec::new();
     for (name, t) in file.tensors.iter().filter(|(n, _)| n.starts_with("g_a.")) {
-        eat(name.as_bytes());
-        for v in &t.data {
-            eat(&v.to_le_bytes());
-        }
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend(t.data.iter().flat_map(|v| v.to_le_bytes()));
     }
-    h
+    codec::weights::fingerprint(&bytes)
 }

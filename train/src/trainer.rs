@@ -298,7 +298,6 @@ pub fn train<B: AutodiffBackend>(
         let inner = model.valid();
         let cache = LatentCache::open(
             &config.run.join("latents.bin"),
-            crate::latents::analysis_fingerprint(&inner),
             &inner,
             Crops {
                 data: &data,
@@ -344,12 +343,13 @@ pub fn train<B: AutodiffBackend>(
         && deadline.is_none_or(|d| Instant::now() < d)
     {
         let lr = config.lr_at(state.step);
-        let (next, stats, level) = match &source {
+        let level = rng.below(LEVELS as u64) as usize;
+        // `(loss, mse, bpp)`; an entropy-only step has no distortion term, so no mse.
+        let (next, stats) = match &source {
             Source::Crops(batches) => {
                 let batch = batches
                     .recv()
                     .map_err(|_| "data thread stopped".to_string())?;
-                let level = rng.below(LEVELS as u64) as usize;
                 let x = Tensor::<B, 4>::from_data(
                     TensorData::new(
                         batch,
@@ -358,18 +358,17 @@ pub fn train<B: AutodiffBackend>(
                     &device,
                 );
                 let (next, stats) = step.run(model, &mut optim, x, level, lr, |_| {});
-                (next, stats, level)
+                (next, stats.map(|[l, m, b]| (l, Some(m), b)))
             }
             Source::Latents(cache) => {
                 let y = cache.batch(&mut rng, config.batch, &device);
-                let level = rng.below(LEVELS as u64) as usize;
                 let (next, bpp) = step.run_entropy(model, &mut optim, y, level, cache.pixels(), lr);
                 // The transforms are fixed, so the loss is the rate alone.
-                (next, bpp.map(|b| [b, f64::NAN, b]), level)
+                (next, bpp.map(|b| (b, None, b)))
             }
         };
         model = next;
-        let Some([loss_v, mse_v, bpp_v]) = stats else {
+        let Some((loss_v, mse_v, bpp_v)) = stats else {
             skipped += 1;
             log.write(serde_json::json!({"step": state.step, "skipped": "non-finite loss", "level": level, "skipped_total": skipped}));
             state.step += 1;
@@ -382,8 +381,7 @@ pub fn train<B: AutodiffBackend>(
         if state.step % 10 == 0 || state.step == 1 {
             let img_s = window.1 as f64 / window.0.elapsed().as_secs_f64();
             window = (Instant::now(), 0);
-            // An entropy-only step has no distortion term (its mse is NaN), hence no PSNR.
-            let psnr = (!mse_v.is_nan()).then(|| -10.0 * mse_v.max(1e-12).log10());
+            let psnr = mse_v.map(|m| -10.0 * m.max(1e-12).log10());
             let shown = psnr.map_or(String::new(), |p| format!(" psnr {p:.2}"));
             bar.set_message(format!(
                 "loss {loss_v:.3} bpp {bpp_v:.3}{shown} q{} {img_s:.1} img/s",

@@ -20,6 +20,18 @@ fn train(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `ember-train run --resume` of `run` with its schedule set to `steps`, all else stored.
+fn resume(run: &Path, steps: &str) -> std::process::Output {
+    train(&[
+        "run",
+        "--run",
+        run.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--resume",
+    ])
+}
+
 fn steps_logged(run: &Path) -> Vec<u64> {
     std::fs::read_to_string(run.join("log.jsonl"))
         .unwrap()
@@ -111,14 +123,7 @@ fn tiny_run_checkpoints_resumes_and_exports() {
         "{err}"
     );
     // ...and `--resume` alone (here with a longer schedule) continues with the stored ones.
-    let out = train(&[
-        "run",
-        "--run",
-        run.to_str().unwrap(),
-        "--steps",
-        "5",
-        "--resume",
-    ]);
+    let out = resume(&run, "5");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && err.contains("resuming from"),
@@ -405,17 +410,7 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
     assert_eq!(steps_logged(&run), vec![1]);
     // A resumed run stays entropy-only and reads the latents it stored instead of computing
     // them again; a damaged store is computed again, with a warning.
-    let resume = |steps: &str| {
-        train(&[
-            "run",
-            "--run",
-            run.to_str().unwrap(),
-            "--steps",
-            steps,
-            "--resume",
-        ])
-    };
-    let out = resume("6");
+    let out = resume(&run, "6");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && err.contains("latents from"),
@@ -430,7 +425,7 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
         .unwrap()
         .set_len(len - 4)
         .unwrap();
-    let out = resume("7");
+    let out = resume(&run, "7");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success()
