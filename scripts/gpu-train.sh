@@ -6,6 +6,8 @@
 # learning-rate schedule sized to end (decayed) within them, and leaves
 # in $OUT what comes back: the exported model (f16, ~13 MB), the training log and the bench
 # table. BACKEND=tch runs the same thing on the CPU, to try the recipe without a GPU.
+# PRECISION=bf16 trains with the transforms in bf16 (train/GPU.md, "bf16 transforms"); the bench
+# times both precisions either way, the one trained with first.
 set -euo pipefail
 minutes=${1:?usage: scripts/gpu-train.sh MINUTES [ember-train run flags]}
 shift
@@ -22,15 +24,22 @@ python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]),
 chmod +x "$bin"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 bench_steps=${BENCH_STEPS:-20}
+precision=${PRECISION:-full}
+other=bf16
+[ "$precision" = full ] || other=full
 {
-    "$bin" bench --backend "$backend" --batch 16 --crop 256 --steps "$bench_steps"
-    python3 train/bench/pytorch_step.py --device "$device" --batch 16 --crop 256 --steps "$bench_steps" | tail -n 1
+    "$bin" bench --backend "$backend" --batch 16 --crop 256 --steps "$bench_steps" --precision "$precision"
+    "$bin" bench --backend "$backend" --batch 16 --crop 256 --steps "$bench_steps" --precision "$other" | tail -n 1
+    for p in full bf16; do
+        python3 train/bench/pytorch_step.py --device "$device" --batch 16 --crop 256 \
+            --steps "$bench_steps" --precision "$p" | tail -n 1
+    done
 } | tee "$out/bench.md"
 # The cosine schedule has to finish inside the session: an export taken at the peak learning
 # rate codes much worse than one taken after the decay (on the CPU, 400 decaying steps from a
 # constant-rate checkpoint gained 1.1 dB at quality 4). So the step count is what the measured
 # step time allows in 85% of MINUTES (the rest covers start-up and data loading).
-s_per_step=$(awk -F'|' 'NR == 3 { print $5 }' "$out/bench.md")
+s_per_step=$(awk -F'|' 'NR == 3 { print $6 }' "$out/bench.md")
 steps=$(python3 -c 'import sys; print(max(50, int(float(sys.argv[1]) * 60 * 0.85 / float(sys.argv[2]))))' \
     "$minutes" "$s_per_step")
 warmup=$((steps / 10 < 200 ? steps / 10 : 200))
@@ -44,7 +53,7 @@ rm -rf "$run"
 "$bin" run --run "$run" --backend "$backend" --data gpu/train-pack --val "$run/no-validation" \
     --init models/ember-mrc-v1.safetensors --minutes "$minutes" --batch 16 --crop 256 \
     --max-short 256 --lr 2e-4 --warmup "$warmup" --steps "$steps" --seed "$seed" \
-    --checkpoint-minutes 1000 "$@"
+    --checkpoint-minutes 1000 --precision "$precision" "$@"
 "$bin" export "$run" -o "$out/ember-mrc-v1.safetensors"
 cp "$run/log.jsonl" "$out/log.jsonl"
 cp "$run/checkpoints/$(cat "$run/checkpoints/latest")/state.json" "$out/state.json"

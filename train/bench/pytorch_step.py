@@ -6,6 +6,10 @@ the gradients' joint norm clipped at 1.0, the same two-pass checkerboard slices.
 yardstick, not a trainer: its weights are random and thrown away.
 
     python3 train/bench/pytorch_step.py [--device cpu|cuda] [--batch 16] [--crop 256] [--steps 5]
+                                        [--precision full|bf16]
+
+With `--precision bf16` the convolutions of g_a and g_s run under autocast in bfloat16 and
+everything else (GDNs included) in float32, as `ember-train --precision bf16` does.
 
 Prints the same table as `ember-train bench`.
 """
@@ -39,6 +43,10 @@ class Gdn(nn.Module):
         self.inverse = inverse
 
     def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            return self._forward(x.float())
+
+    def _forward(self, x):
         n, c, h, w = x.shape
         norm = torch.matmul(self.gamma**2, x.abs().reshape(n, c, h * w))
         norm = (norm + (self.beta**2 + 1e-6).reshape(1, c, 1)).reshape(n, c, h, w)
@@ -130,8 +138,9 @@ class Slice(nn.Module):
 
 
 class Model(nn.Module):
-    def __init__(self):
+    def __init__(self, bf16=False):
         super().__init__()
+        self.bf16 = bf16
         self.g_a = nn.Sequential(conv(3, N, 5, 2), Gdn(N, False), conv(N, N, 5, 2), Gdn(N, False),
                                  conv(N, N, 5, 2), Gdn(N, False), conv(N, M, 5, 2))
         self.g_s = nn.Sequential(Up(M, N), Gdn(N, True), Up(N, N), Gdn(N, True), Up(N, N), Gdn(N, True), Up(N, 3))
@@ -142,8 +151,12 @@ class Model(nn.Module):
         self.gain = nn.Parameter(torch.ones(len(LAMBDAS), M))
         self.inv_gain = nn.Parameter(torch.ones(len(LAMBDAS), M))
 
+    def transform(self, net, x):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return net(x).float()
+
     def forward(self, x, level):
-        y = self.g_a(x) * self.gain[level].abs().reshape(1, M, 1, 1)
+        y = self.transform(self.g_a, x) * self.gain[level].abs().reshape(1, M, 1, 1)
         z = self.h_a(y)
         z_hat = z + (torch.round(z) - z).detach()
         bits = -torch.log2(self.bottleneck.likelihood(z + torch.rand_like(z) - 0.5)).sum()
@@ -154,7 +167,7 @@ class Model(nn.Module):
             start += SLICES[k]
             bits = bits - torch.log2(lik).sum()
             decoded.append(y_hat)
-        x_hat = self.g_s(torch.cat(decoded, 1) * self.inv_gain[level].abs().reshape(1, M, 1, 1))
+        x_hat = self.transform(self.g_s, torch.cat(decoded, 1) * self.inv_gain[level].abs().reshape(1, M, 1, 1))
         return x_hat, bits
 
 
@@ -164,10 +177,11 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--precision", choices=["full", "bf16"], default="full")
     a = p.parse_args()
     torch.manual_seed(1)
     dev = torch.device(a.device)
-    model = Model().to(dev)
+    model = Model(bf16=a.precision == "bf16").to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     pixels = a.batch * a.crop * a.crop
     warmup = 2
@@ -206,9 +220,9 @@ def main():
     per_step = (time.perf_counter() - started) / a.steps
     share = [f"{100 * t / a.steps / per_step:.0f}%" for t in spent]
     params = sum(p.numel() for p in model.parameters())
-    print(f"| backend | batch | crop | s/step | img/s | forward | backward | update |  ({params / 1e6:.2f} M parameters, torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| pytorch-{dev.type} | {a.batch} | {a.crop}² | {per_step:.3f} | {a.batch / per_step:.1f} | {' | '.join(share)} |")
+    print(f"| backend | precision | batch | crop | s/step | img/s | forward | backward | update |  ({params / 1e6:.2f} M parameters, torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| pytorch-{dev.type} | {a.precision} | {a.batch} | {a.crop}² | {per_step:.3f} | {a.batch / per_step:.1f} | {' | '.join(share)} |")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
+use clap::ValueEnum;
+
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
-use codec::model::Model;
 use codec::model::arch::LEVELS;
+use codec::model::{Model, Precision};
 
 use crate::trainer::{Phase, Step, optimizer};
 
@@ -15,6 +17,7 @@ pub struct BenchJob {
     pub batch: usize,
     pub crop: u32,
     pub steps: usize,
+    pub precision: Precision,
 }
 
 /// Warm-up steps before timing: the first steps allocate and (on GPUs) pick kernels.
@@ -23,7 +26,7 @@ const WARMUP: usize = 2;
 impl BenchJob {
     pub fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String> {
         B::seed(&device, 1);
-        let mut model = Model::<B>::new(&device);
+        let mut model = Model::<B>::new(&device).with_precision(self.precision);
         let mut optim = optimizer::<B>(1.0);
         let side = self.crop as usize;
         let step = Step;
@@ -61,11 +64,17 @@ impl BenchJob {
                 100.0 * spent[p as usize] / self.steps as f64 / per_step
             )
         };
-        println!("| backend | batch | crop | s/step | img/s | forward | backward | update |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| {} | {} | {}² | {:.3} | {:.1} | {} | {} | {} |",
+            "| backend | precision | batch | crop | s/step | img/s | forward | backward | update |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| {} | {} | {} | {}² | {:.3} | {:.1} | {} | {} | {} |",
             self.backend,
+            self.precision
+                .to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
             self.batch,
             self.crop,
             per_step,

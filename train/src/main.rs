@@ -16,7 +16,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::{Parser, Subcommand};
 use codec::backend::BackendKind;
-use codec::model::Model;
+use codec::model::{Model, Precision};
 use codec::weights::ModelFile;
 
 #[derive(Parser)]
@@ -48,6 +48,9 @@ enum Command {
         /// Timed steps.
         #[arg(long, default_value_t = 5)]
         steps: usize,
+        /// What the analysis and synthesis transforms compute in (see `run --precision`).
+        #[arg(long, value_enum, default_value_t = Precision::Full)]
+        precision: Precision,
     },
     /// Copy a training set as small JPEGs (shorter side --short-side), to carry it to the GPU
     /// machine (see train/GPU.md).
@@ -122,6 +125,20 @@ fn check_batch_and_crop(batch: usize, crop: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// bf16 kernels are what LibTorch (oneDNN on the CPU, cuDNN on NVIDIA GPUs) provides; the
+/// other backends are refused up front rather than failing inside a step.
+fn check_precision(kind: BackendKind, precision: Precision) -> Result<(), String> {
+    match (precision, kind) {
+        (Precision::Full, _) => Ok(()),
+        #[cfg(feature = "tch")]
+        (Precision::Bf16, BackendKind::Tch | BackendKind::TchCuda) => Ok(()),
+        (Precision::Bf16, other) => Err(format!(
+            "--precision bf16 needs a LibTorch backend (tch or tch-cuda), not {}",
+            other.name()
+        )),
+    }
+}
+
 /// Runs `job` on backend `kind`.
 fn dispatch(kind: BackendKind, job: impl AutodiffJob) -> Result<(), String> {
     match kind {
@@ -154,6 +171,7 @@ fn run(command: Command) -> Result<(), String> {
             let backend = pick_backend(args.backend)?;
             let (config, resume) = (*args).config()?;
             check_batch_and_crop(config.batch, config.crop)?;
+            check_precision(backend, config.precision)?;
             if config.entropy_only {
                 latents::check_size(config.latent_crops, config.crop)?;
             }
@@ -164,12 +182,14 @@ fn run(command: Command) -> Result<(), String> {
             batch,
             crop,
             steps,
+            precision,
         } => {
             check_batch_and_crop(batch, crop)?;
             if steps == 0 {
                 return Err("--steps must be positive".into());
             }
             let kind = pick_backend(backend)?;
+            check_precision(kind, precision)?;
             dispatch(
                 kind,
                 bench::BenchJob {
@@ -177,6 +197,7 @@ fn run(command: Command) -> Result<(), String> {
                     batch,
                     crop,
                     steps,
+                    precision,
                 },
             )
         }

@@ -15,7 +15,7 @@ use burn::tensor::{Tensor, TensorData};
 use codec::compress::Codec;
 use codec::image_io::Planar;
 use codec::model::arch::{LAMBDAS, LEVELS};
-use codec::model::{Model, RdLoss};
+use codec::model::{Model, Precision, RdLoss};
 use codec::weights::ModelFile;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -48,6 +48,10 @@ pub struct Config {
     pub checkpoint_minutes: f64,
     pub val_every: u64,
     pub minutes: Option<f64>,
+    /// What the transforms compute in ([`Precision`]); a machine's choice like the paths, so
+    /// it may change on resuming (e.g. bf16 for the bulk of a run, f32 for its decay).
+    #[serde(default)]
+    pub precision: Precision,
     pub seed: u64,
     /// Train only the entropy model, for rate, on the latents of `latent_crops` crops that
     /// the (frozen) analysis transform computes once at the start ([`LatentCache`]); the
@@ -267,6 +271,7 @@ pub fn train<B: AutodiffBackend>(
     if !config.entropy_only {
         model = model.with_trainable_gdn();
     }
+    model = model.with_precision(config.precision);
     let mut log = Log::open(&config.run)?;
     eprintln!("loading training images from {} ...", config.data.display());
     let data = Arc::new(Dataset::load(&config.data, config.crop, config.max_short)?);

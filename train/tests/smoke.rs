@@ -295,14 +295,42 @@ fn pack_shrinks_a_training_set_and_bench_prints_a_table() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// A folder with one 64×64 training picture.
+fn one_picture(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    picture(64, 64, 0.5).save_png(&data.join("a.png")).unwrap();
+    data
+}
+
+/// `ember-train run` of `run` on `kind`: one step of one 64² crop from `data`, no validation.
+fn one_step(kind: BackendKind, data: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
+    let args = [
+        "run",
+        "--backend",
+        kind.name(),
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--val-every",
+        "0",
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+        "--crop",
+        "64",
+    ];
+    train(&[&args[..], extra].concat())
+}
+
 /// Every CPU backend built into the binary trains (one step of one tiny crop): only LibTorch
 /// is fast enough for real runs, but the others must keep working.
 #[test]
 fn every_cpu_backend_takes_a_step() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    picture(64, 64, 0.5).save_png(&data.join("a.png")).unwrap();
+    let data = one_picture(dir.path());
     for kind in BackendKind::built() {
         if !matches!(
             kind,
@@ -311,23 +339,7 @@ fn every_cpu_backend_takes_a_step() {
             continue;
         }
         let run = dir.path().join(kind.name());
-        let out = train(&[
-            "run",
-            "--backend",
-            kind.name(),
-            "--run",
-            run.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--val-every",
-            "0",
-            "--steps",
-            "1",
-            "--batch",
-            "1",
-            "--crop",
-            "64",
-        ]);
+        let out = one_step(kind, &data, &run, &[]);
         assert!(
             out.status.success(),
             "{}: {}",
@@ -335,6 +347,37 @@ fn every_cpu_backend_takes_a_step() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(steps_logged(&run), vec![1], "{}", kind.name());
+    }
+}
+
+/// `--precision bf16` trains on LibTorch, is kept on resuming, and is refused clearly on a
+/// backend without bf16 kernels.
+#[test]
+fn bf16_precision_trains_on_libtorch_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = one_picture(dir.path());
+    for kind in BackendKind::built() {
+        let run = dir.path().join(kind.name());
+        let out = one_step(kind, &data, &run, &["--precision", "bf16"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if matches!(kind, BackendKind::Tch) {
+            assert!(out.status.success(), "{err}");
+            assert_eq!(steps_logged(&run), vec![1]);
+            let out = resume(&run, "2");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let state =
+                std::fs::read_to_string(run.join("checkpoints/step-00000002/state.json")).unwrap();
+            let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+            assert_eq!(state["config"]["precision"], "bf16", "{state}");
+        } else if !matches!(kind, BackendKind::TchCuda) {
+            assert_eq!(out.status.code(), Some(1), "{}: {err}", kind.name());
+            assert!(err.contains("needs a LibTorch backend"), "{err}");
+            assert!(!run.join("checkpoints").exists());
+        }
     }
 }
 

@@ -23,7 +23,8 @@ use burn::tensor::{Distribution, Tensor};
 use arch::{HYPER, LAMBDAS, LEVELS, M, N, SLICES, Z};
 use bottleneck::Bottleneck;
 use entropy_model::Slice;
-use layers::{Gdn, Up, conv};
+pub use layers::Precision;
+use layers::{Gdn, Up, conv, conv_in, in_dtype};
 
 #[derive(Module, Debug)]
 pub struct Analysis<B: Backend> {
@@ -84,6 +85,9 @@ pub struct Model<B: Backend> {
     /// Per-level channel gains on `y` (`[LEVELS, M]`), and their decoder-side inverses.
     pub gain: Param<Tensor<B, 2>>,
     pub inv_gain: Param<Tensor<B, 2>>,
+    /// What `g_a` and `g_s` compute in (a training choice, not part of the weights; coding
+    /// uses [`Precision::Full`]).
+    pub precision: Precision,
 }
 
 /// Smallest probability the rate estimate charges one symbol (see [`Model::forward`]).
@@ -153,6 +157,7 @@ impl<B: Backend> Model<B> {
             slices: (0..SLICES.len()).map(|k| Slice::new(k, device)).collect(),
             gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
             inv_gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
+            precision: Precision::Full,
         }
         .with_gain_ladder()
     }
@@ -178,6 +183,15 @@ impl<B: Backend> Model<B> {
         let inv_gain = centre(self.inv_gain.val()) / ladder;
         self.gain = Param::from_tensor(gain.detach());
         self.inv_gain = Param::from_tensor(inv_gain.detach());
+        self
+    }
+
+    /// The model computing its transforms `g_a` and `g_s` at `precision` (see
+    /// [`Precision`]). They are nearly all of a full-resolution training step's multiply-adds;
+    /// the entropy model runs on the 16× smaller latent grid and, with the gains, likelihoods
+    /// and loss, stays in f32.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -218,10 +232,12 @@ impl<B: Backend> Model<B> {
     /// depend on the quality, so an encoder trying several qualities runs it once.
     pub fn analysis_ungained(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let a = &self.g_a;
-        let h = a.g1.forward(a.c1.forward(x));
-        let h = a.g2.forward(a.c2.forward(h));
-        let h = a.g3.forward(a.c3.forward(h));
-        a.c4.forward(h)
+        let dtype = x.dtype();
+        let h = self.precision.enter(x);
+        let h = a.g1.forward(conv_in(&a.c1, h));
+        let h = a.g2.forward(conv_in(&a.c2, h));
+        let h = a.g3.forward(conv_in(&a.c3, h));
+        in_dtype(conv_in(&a.c4, h), dtype)
     }
 
     /// `z` from gained `y`.
@@ -235,11 +251,12 @@ impl<B: Backend> Model<B> {
     /// Reconstruction from gained `ŷ`.
     pub fn synthesis(&self, y_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
         let s = &self.g_s;
-        let h = y_hat * self.gain_for(q, true);
-        let h = s.g1.forward(s.u1.forward(h));
-        let h = s.g2.forward(s.u2.forward(h));
-        let h = s.g3.forward(s.u3.forward(h));
-        s.u4.forward(h)
+        let dtype = y_hat.dtype();
+        let h = self.precision.enter(y_hat * self.gain_for(q, true));
+        let h = s.g1.forward(s.u1.forward_in(h));
+        let h = s.g2.forward(s.u2.forward_in(h));
+        let h = s.g3.forward(s.u3.forward_in(h));
+        in_dtype(s.u4.forward_in(h), dtype)
     }
 
     /// Training forward pass at quality `q`: noisy likelihoods for the rate, straight-through
