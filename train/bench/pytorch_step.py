@@ -9,7 +9,9 @@ yardstick, not a trainer: its weights are random and thrown away.
                                         [--precision full|bf16]
 
 With `--precision bf16` the convolutions of g_a and g_s run under autocast in bfloat16 and
-everything else (GDNs included) in float32, as `ember-train --precision bf16` does.
+everything else, GDNs included, in float32, as autocast would choose. `ember-train --precision
+bf16` runs its GDNs in bf16 too (train/GPU.md, "bf16 transforms"), so the two bf16 rows are
+close but not the same computation.
 
 Prints the same table as `ember-train bench`.
 """
