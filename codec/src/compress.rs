@@ -416,7 +416,11 @@ impl<B: Backend> Codec<B> {
             coder.push(&syms, &pass.tables, gaussian)?;
             Ok(syms)
         })?;
-        let bytes = bitstream::write(&self.header(image, q8), &coder.finish())?;
+        let bytes = bitstream::write(
+            &self.header(image, q8),
+            image.profile.as_deref(),
+            &coder.finish(),
+        )?;
         Ok((
             bytes,
             Latents {
@@ -440,8 +444,8 @@ impl<B: Backend> Codec<B> {
         }
     }
 
-    /// The decoded image from `ŷ`: the synthesis transform at the header's quality, cropped
-    /// to the header's size and clamped to `[0, 1]`.
+    /// The decoded pixels from `ŷ`: the synthesis transform at the header's quality, cropped
+    /// to the header's size and clamped to `[0, 1]` (no colour profile: that is the stream's).
     fn reconstruct(&self, y_hat: &Map, h: &Header) -> Planar {
         let (hy, wy) = (y_hat.h, y_hat.w);
         let (pw, ph) = (wy * Y_STRIDE, hy * Y_STRIDE);
@@ -468,6 +472,7 @@ impl<B: Backend> Codec<B> {
             channels: h.channels,
             bit_depth: h.bit_depth,
             rgb,
+            profile: None,
         }
     }
 
@@ -522,7 +527,10 @@ impl<B: Backend> Codec<B> {
         })?;
         source.finish()?;
         Ok((
-            self.reconstruct(&y_hat, h),
+            Planar {
+                profile: stream.profile.map(<[u8]>::to_vec),
+                ..self.reconstruct(&y_hat, h)
+            },
             Latents {
                 z: z_sym,
                 y: y_syms,

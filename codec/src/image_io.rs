@@ -4,11 +4,18 @@
 //! works on RGB: grayscale is replicated to three channels on input and averaged back on output
 //! (the header remembers it was gray). **Alpha is discarded**: Ember codes colour only, and the
 //! decoded PNG is opaque. The sample depth (8 or 16 bits) is recorded and restored on output.
+//!
+//! Two pieces of metadata change what the pixels mean, and both are honoured: an EXIF
+//! orientation is applied on reading (the coded picture is upright, as viewers show the
+//! source, and the decoded PNG needs no tag), and an ICC colour profile other than sRGB is
+//! kept, carried in the stream and written into the decoded PNG (see [`crate::icc`]). Other
+//! metadata (EXIF, XMP, text) is not carried.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageReader, Limits};
+use image::codecs::png::PngEncoder;
+use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageReader, Limits};
 
 use crate::bitstream::{MAX_PIXELS, MAX_SIDE};
 
@@ -47,6 +54,8 @@ pub struct Planar {
     /// 8 or 16.
     pub bit_depth: u8,
     pub rgb: Vec<f32>,
+    /// The source's ICC profile, unless it had none or an sRGB one (which says the same).
+    pub profile: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,8 +107,22 @@ impl Planar {
         }
         let mut reader = open()?;
         reader.limits(limits());
-        let img = reader.decode().map_err(|e| err(&e))?;
-        Ok(Self::from_dynamic(&img))
+        let mut decoder = reader.into_decoder().map_err(|e| err(&e))?;
+        // Metadata that cannot be read is treated as absent: the pixels are what matter.
+        let profile = decoder
+            .icc_profile()
+            .ok()
+            .flatten()
+            .filter(|p| crate::icc::check(p).is_ok() && !crate::icc::is_srgb(p));
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
+        let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(&e))?;
+        img.apply_orientation(orientation);
+        Ok(Self {
+            profile,
+            ..Self::from_dynamic(&img)
+        })
     }
 
     pub fn from_dynamic(img: &DynamicImage) -> Self {
@@ -126,6 +149,7 @@ impl Planar {
             channels: if gray { 1 } else { 3 },
             bit_depth,
             rgb,
+            profile: None,
         }
     }
 
@@ -190,13 +214,30 @@ impl Planar {
             channels,
             bit_depth,
             rgb,
+            profile: None,
         }
     }
 
     /// The image exactly as [`save_png`](Self::save_png) stores it (gray averaged, samples
     /// quantized to the bit depth), read back.
     pub fn as_stored(&self) -> Planar {
-        Self::from_dynamic(&self.to_dynamic())
+        Planar {
+            profile: self.profile.clone(),
+            ..Self::from_dynamic(&self.to_dynamic())
+        }
+    }
+
+    /// The PNG file [`save_png`](Self::save_png) writes, colour profile included.
+    pub fn png_bytes(&self) -> Result<Vec<u8>, image::ImageError> {
+        let img = self.to_dynamic();
+        let mut bytes = Vec::new();
+        let mut png = PngEncoder::new(&mut bytes);
+        if let Some(p) = &self.profile {
+            png.set_icc_profile(p.clone())
+                .expect("the PNG encoder takes ICC profiles");
+        }
+        png.write_image(img.as_bytes(), self.width, self.height, img.color().into())?;
+        Ok(bytes)
     }
 
     /// Writes a PNG atomically.
@@ -204,10 +245,7 @@ impl Planar {
         let err = |e: &dyn std::fmt::Display| {
             ImageError::Write(path.display().to_string(), e.to_string())
         };
-        let mut bytes = Vec::new();
-        self.to_dynamic()
-            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .map_err(|e| err(&e))?;
+        let bytes = self.png_bytes().map_err(|e| err(&e))?;
         crate::fsutil::write_atomic(path, &bytes).map_err(|e| err(&e))
     }
 
@@ -228,5 +266,77 @@ impl Planar {
             }
         }
         (out, pw, ph)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::icc::synthetic;
+
+    fn load_png(dir: &Path, name: &str, png: &[u8]) -> Planar {
+        let path = dir.join(name);
+        std::fs::write(&path, png).unwrap();
+        Planar::load(&path).unwrap()
+    }
+
+    #[test]
+    fn a_profile_is_kept_unless_it_is_srgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let p3 = Planar {
+            profile: Some(synthetic::display_p3()),
+            ..Planar::pattern(9, 7, 3, 16, 0.3)
+        };
+        let back = load_png(dir.path(), "p3.png", &p3.png_bytes().unwrap());
+        assert_eq!(back, p3.as_stored());
+        assert_eq!(back.profile, p3.profile);
+        let srgb = Planar {
+            profile: Some(synthetic::srgb()),
+            ..p3.clone()
+        };
+        let back = load_png(dir.path(), "srgb.png", &srgb.png_bytes().unwrap());
+        assert_eq!(back.profile, None);
+        assert_eq!(back.rgb, p3.as_stored().rgb);
+        // A chunk that is not an ICC profile is ignored, not an error.
+        let junk = Planar {
+            profile: Some(vec![7; 300]),
+            ..p3.clone()
+        };
+        assert_eq!(
+            load_png(dir.path(), "junk.png", &junk.png_bytes().unwrap()).profile,
+            None
+        );
+    }
+
+    /// EXIF orientation 6 (stored rotated: turn 90° clockwise to view) is applied on reading,
+    /// so Ember codes the picture as viewers show it.
+    #[test]
+    fn exif_orientation_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 3x2 gray picture whose pixels are all different.
+        let stored = image::GrayImage::from_raw(3, 2, vec![10, 20, 30, 40, 50, 60]).unwrap();
+        // A big-endian TIFF header and one IFD entry: tag 0x0112 (orientation), SHORT, 1, 6.
+        let exif = [
+            b"MM\0\x2a".as_slice(),
+            &8u32.to_be_bytes(),
+            &1u16.to_be_bytes(),
+            &[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0],
+            &0u32.to_be_bytes(),
+        ]
+        .concat();
+        let mut png = Vec::new();
+        let mut enc = PngEncoder::new(&mut png);
+        enc.set_exif_metadata(exif).unwrap();
+        enc.write_image(stored.as_raw(), 3, 2, image::ExtendedColorType::L8)
+            .unwrap();
+        let upright = load_png(dir.path(), "rotated.png", &png);
+        assert_eq!((upright.width, upright.height), (2, 3));
+        let row = |y: usize| -> Vec<u8> {
+            (0..2)
+                .map(|x| (upright.rgb[y * 2 + x] * 255.0).round() as u8)
+                .collect()
+        };
+        // Turned clockwise, the stored bottom-left pixel (40) is the viewed top-left.
+        assert_eq!([row(0), row(1), row(2)], [[40, 10], [50, 20], [60, 30]]);
     }
 }

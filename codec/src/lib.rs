@@ -7,6 +7,7 @@ pub mod compress;
 pub mod detnet;
 pub mod eval;
 pub mod fsutil;
+pub mod icc;
 pub mod image_io;
 pub mod metrics;
 pub mod model;

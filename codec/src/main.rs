@@ -282,8 +282,11 @@ fn run(command: Command) -> Result<(), String> {
             codec::fsutil::write_atomic(&output, &bytes)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
             let bpp = 8.0 * bytes.len() as f64 / pixels;
+            let profile = image.profile.as_ref().map_or(String::new(), |p| {
+                format!(", ICC profile {} bytes", p.len())
+            });
             println!(
-                "{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}) in {:.2} s",
+                "{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}{profile}) in {:.2} s",
                 output.display(),
                 bytes.len(),
                 image.width,
@@ -713,6 +716,10 @@ fn info(path: &Path) -> Result<(), String> {
         h.bit_depth
     );
     println!("quality    {:.3}", f64::from(h.quality_q8) / 256.0);
+    match s.profile {
+        Some(p) => println!("colour     ICC profile {}", codec::icc::describe(p)),
+        None => println!("colour     sRGB (no profile)"),
+    }
     println!("crc32      {:08x} (ok)", s.crc);
     match &s.payload {
         Payload::Single(data) => println!(

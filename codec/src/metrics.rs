@@ -168,6 +168,7 @@ mod tests {
             channels: 3,
             bit_depth: 8,
             rgb,
+            profile: None,
         }
         .as_stored()
     }

@@ -24,7 +24,7 @@ fn stream() -> Vec<u8> {
         bit_depth: 8,
         quality_q8: 512,
     };
-    bitstream::write(&header, &[7u8; 176]).unwrap()
+    bitstream::write(&header, None, &[7u8; 176]).unwrap()
 }
 
 /// A version 1 stream as Ember wrote it before version 2 (a golden conformance stream).
@@ -231,6 +231,61 @@ fn refined_encode_decodes_as_usual() {
         ]),
         "Ember only",
     );
+}
+
+/// A photo with a Display P3 profile keeps it through encode, `info` and decode; the same
+/// photo tagged sRGB codes to a stream without one (and the profile's bytes are saved).
+#[test]
+fn a_colour_profile_survives_encode_and_decode() {
+    use codec::icc::synthetic;
+    use image::ImageDecoder;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    for (name, profile, kept) in [
+        ("p3", synthetic::display_p3(), true),
+        ("srgb", synthetic::srgb(), false),
+    ] {
+        let src = dir.path().join(format!("{name}.png"));
+        let picture = codec::image_io::Planar {
+            profile: Some(profile.clone()),
+            ..codec::image_io::Planar::pattern(64, 64, 3, 8, 0.0)
+        };
+        picture.save_png(&src).unwrap();
+        let (bytes, stdout) = encode_ok(
+            dir.path(),
+            src.to_str().unwrap(),
+            &format!("{name}.ember"),
+            &["--quality", "2"],
+        );
+        assert_eq!(stdout.contains("ICC profile"), kept, "{stdout}");
+        sizes.push(bytes.len());
+        let stream = dir.path().join(format!("{name}.ember"));
+        let out = ember(&["info", stream.to_str().unwrap()]);
+        let info = String::from_utf8_lossy(&out.stdout);
+        let want = if kept {
+            "colour     ICC profile \"Display P3 (test)\""
+        } else {
+            "colour     sRGB (no profile)"
+        };
+        assert!(info.contains(want), "{info}");
+        let png = dir.path().join(format!("{name}-out.png"));
+        let out = ember(&[
+            "decode",
+            stream.to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = std::io::BufReader::new(std::fs::File::open(&png).unwrap());
+        let mut decoder = image::codecs::png::PngDecoder::new(file).unwrap();
+        let written = decoder.icc_profile().unwrap();
+        assert_eq!(written, kept.then_some(profile.clone()), "{name}");
+    }
+    assert_eq!(sizes[0], sizes[1] + 4 + synthetic::display_p3().len());
 }
 
 /// Runs `ember encode IMG -o DIR/NAME EXTRA…`, which must succeed; returns the stream and

@@ -32,6 +32,10 @@ pub const QUALITY_RANGE_Q8: std::ops::RangeInclusive<u16> = 256..=2048;
 const FORMAT_RGB: u8 = 1;
 /// Bit of the version 2 format byte set for a 16-bit source (clear: 8-bit).
 const FORMAT_16BIT: u8 = 2;
+/// Bit of the version 2 format byte set when a colour profile follows the header.
+const FORMAT_PROFILE: u8 = 4;
+/// Bytes of the colour profile's length field.
+const PROFILE_LEN_LEN: usize = 4;
 
 /// What a stream says about the image and the model that coded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +74,9 @@ pub struct Stream<'a> {
     /// The format version the file was written in.
     pub version: u8,
     pub header: Header,
+    /// The ICC profile the source image carried (not an sRGB one: the encoder leaves those
+    /// out), to be written into the decoded image; version 2 only.
+    pub profile: Option<&'a [u8]>,
     pub payload: Payload<'a>,
     pub crc: u32,
 }
@@ -123,6 +130,8 @@ pub enum FormatError {
     BadField { field: &'static str, value: u32 },
     #[error("unknown section kind {kind} in section {section}")]
     UnknownSection { section: usize, kind: u8 },
+    #[error("bad colour profile: {0}")]
+    BadProfile(&'static str),
 }
 
 fn known_models() -> String {
@@ -191,10 +200,19 @@ fn check_crc(bytes: &[u8], end: usize) -> Result<u32, FormatError> {
     Ok(stored)
 }
 
-/// Serializes a version 2 stream. Fails on a header that [`read`] would reject.
-pub fn write(header: &Header, payload: &[u8]) -> Result<Vec<u8>, FormatError> {
+/// Serializes a version 2 stream, with the source's colour profile if it has one. Fails on a
+/// header or profile that [`read`] would reject.
+pub fn write(
+    header: &Header,
+    profile: Option<&[u8]>,
+    payload: &[u8],
+) -> Result<Vec<u8>, FormatError> {
     check_header(header)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + CRC_LEN);
+    if let Some(p) = profile {
+        crate::icc::check(p).map_err(FormatError::BadProfile)?;
+    }
+    let extra = profile.map_or(0, |p| PROFILE_LEN_LEN + p.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + extra + payload.len() + CRC_LEN);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(header.model as u8);
@@ -208,9 +226,15 @@ pub fn write(header: &Header, payload: &[u8]) -> Result<Vec<u8>, FormatError> {
     } else {
         0
     };
-    out.push(rgb | deep);
+    let tagged = if profile.is_some() { FORMAT_PROFILE } else { 0 };
+    out.push(rgb | deep | tagged);
     out.extend_from_slice(&header.quality_q8.to_le_bytes());
     debug_assert_eq!(out.len(), HEADER_LEN);
+    if let Some(p) = profile {
+        // icc::check bounds the length by its own 32-bit size field.
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(p);
+    }
     out.extend_from_slice(payload);
     Ok(seal(out))
 }
@@ -258,7 +282,7 @@ fn read_v2(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
     let end = bytes.len() - CRC_LEN;
     let crc = check_crc(bytes, end)?;
     let format = bytes[18];
-    if format & !(FORMAT_RGB | FORMAT_16BIT) != 0 {
+    if format & !(FORMAT_RGB | FORMAT_16BIT | FORMAT_PROFILE) != 0 {
         return Err(FormatError::ReservedFlags(format));
     }
     let model_id = u16::from(bytes[5]);
@@ -272,10 +296,29 @@ fn read_v2(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
         quality_q8: u16::from_le_bytes(le(bytes, 19)),
     };
     check_header(&header)?;
+    let (profile, start) = if format & FORMAT_PROFILE != 0 {
+        let at = HEADER_LEN + PROFILE_LEN_LEN;
+        // The CRC matched, so a length past the payload is a writer's error, not a cut file.
+        if at > end {
+            return Err(FormatError::BadProfile(
+                "the file ends inside its length field",
+            ));
+        }
+        let n = u64::from(u32::from_le_bytes(le(bytes, HEADER_LEN)));
+        if at as u64 + n > end as u64 {
+            return Err(FormatError::BadProfile("its length runs past the payload"));
+        }
+        let p = &bytes[at..at + n as usize];
+        crate::icc::check(p).map_err(FormatError::BadProfile)?;
+        (Some(p), at + n as usize)
+    } else {
+        (None, HEADER_LEN)
+    };
     Ok(Stream {
         version: VERSION,
         header,
-        payload: Payload::Single(&bytes[HEADER_LEN..end]),
+        profile,
+        payload: Payload::Single(&bytes[start..end]),
         crc,
     })
 }
@@ -298,7 +341,7 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        write(&header(), &[9, 8, 7, 6, 5, 4, 3, 2]).unwrap()
+        write(&header(), None, &[9, 8, 7, 6, 5, 4, 3, 2]).unwrap()
     }
 
     /// Re-seals a modified stream with a correct CRC, to reach the checks behind the CRC.
@@ -354,7 +397,7 @@ mod tests {
                 height: 65_535,
                 ..header()
             };
-            assert_eq!(read(&write(&h, &[]).unwrap()).unwrap().header, h);
+            assert_eq!(read(&write(&h, None, &[]).unwrap()).unwrap().header, h);
         }
     }
 
@@ -378,6 +421,7 @@ mod tests {
                 bit_depth: 16,
                 ..header()
             },
+            None,
             &[],
         )
         .unwrap();
@@ -447,13 +491,66 @@ mod tests {
     fn writer_rejects_what_the_reader_would() {
         let mut h = header();
         h.quality_q8 = 100;
-        assert!(write(&h, &[]).is_err());
+        assert!(write(&h, None, &[]).is_err());
         h.quality_q8 = 256;
         h.channels = 2;
-        assert!(write(&h, &[]).is_err());
+        assert!(write(&h, None, &[]).is_err());
         h.channels = 3;
         h.width = 65_536;
-        assert!(write(&h, &[]).is_err());
+        assert!(write(&h, None, &[]).is_err());
+    }
+
+    fn with_profile() -> (Vec<u8>, Vec<u8>) {
+        let profile = crate::icc::synthetic::display_p3();
+        let bytes = write(&header(), Some(&profile), &[9, 8, 7, 6]).unwrap();
+        (bytes, profile)
+    }
+
+    /// SPEC.md, *Colour profile*: format bit 2, then a 32-bit length and the profile.
+    #[test]
+    fn a_profile_sits_between_header_and_payload() {
+        let (b, profile) = with_profile();
+        let n = profile.len();
+        assert_eq!(b[18], 0b101);
+        assert_eq!(&b[21..25], &(n as u32).to_le_bytes());
+        assert_eq!(&b[25..25 + n], &profile[..]);
+        assert_eq!(&b[25 + n..29 + n], &[9, 8, 7, 6]);
+        assert_eq!(b.len(), HEADER_LEN + 4 + n + 4 + CRC_LEN);
+        let s = read(&b).unwrap();
+        assert_eq!(s.header, header());
+        assert_eq!(s.profile, Some(&profile[..]));
+        assert_eq!(s.payload, Payload::Single(&[9, 8, 7, 6]));
+        // Without one, the stream is byte for byte what it was before profiles existed.
+        assert_eq!(read(&sample()).unwrap().profile, None);
+        assert_eq!(sample()[18], 0b001);
+    }
+
+    #[test]
+    fn bad_profiles_are_rejected_by_writer_and_reader() {
+        assert_eq!(
+            write(&header(), Some(&[0u8; 200]), &[]),
+            Err(FormatError::BadProfile("no ICC signature ('acsp')"))
+        );
+        let (good, profile) = with_profile();
+        let n = profile.len() as u32;
+        let past = || Err(FormatError::BadProfile("its length runs past the payload"));
+        assert_eq!(read(&patch(&good, 21, &(n + 5).to_le_bytes())), past());
+        assert_eq!(read(&patch(&good, 21, &u32::MAX.to_le_bytes())), past());
+        // A shorter claimed length leaves a profile whose size field disagrees.
+        assert_eq!(
+            read(&patch(&good, 21, &(n - 4).to_le_bytes())),
+            Err(FormatError::BadProfile(
+                "its size field does not match its length"
+            ))
+        );
+        // The flag set on a file too short for the length field.
+        let bare = write(&header(), None, &[]).unwrap();
+        assert_eq!(
+            read(&patch(&bare, 18, &[0b101])),
+            Err(FormatError::BadProfile(
+                "the file ends inside its length field"
+            ))
+        );
     }
 
     proptest! {
@@ -464,12 +561,13 @@ mod tests {
         }
 
         #[test]
-        fn mutated_streams_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>(), seal in any::<bool>()) {
-            let b = mutate(sample(), &edits, cut, seal);
+        fn mutated_streams_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>(), seal in any::<bool>(), profile in any::<bool>()) {
+            let good = if profile { with_profile().0 } else { sample() };
+            let b = mutate(good, &edits, cut, seal);
             if let Ok(s) = read(&b) {
                 // Whatever parses as version 2 is exactly what the writer makes of it.
                 if let Payload::Single(data) = s.payload {
-                    prop_assert_eq!(write(&s.header, data).unwrap(), b);
+                    prop_assert_eq!(write(&s.header, s.profile, data).unwrap(), b);
                 }
             }
         }
