@@ -48,14 +48,22 @@ pub struct Coded {
 }
 
 /// Reads every image of `dir`. Unreadable files are skipped with a warning naming them; a folder
-/// without images is an error.
+/// without images is an error. Colour profiles are dropped: rate–distortion is measured on the
+/// pixels, and every codec gets them without metadata (the classical tools read a PPM), so a
+/// profile's bytes must not count against Ember's streams alone.
 pub fn load_images(dir: &Path) -> Result<Vec<(PathBuf, Planar)>, String> {
     let files =
         image_io::list_images(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut images = Vec::new();
     for f in files {
         match Planar::load(&f) {
-            Ok(img) => images.push((f, img)),
+            Ok(img) => images.push((
+                f,
+                Planar {
+                    profile: None,
+                    ..img
+                },
+            )),
             Err(e) => eprintln!("warning: skipping {e}"),
         }
     }
