@@ -15,14 +15,14 @@ use burn::tensor::{Tensor, TensorData};
 use entropy::GaussianTables;
 
 use crate::bitstream::v1::SectionKind;
-use crate::bitstream::{self, FormatError, Header, Payload, Stream};
+use crate::bitstream::{self, Extras, FormatError, Header, Payload, Stream};
 use crate::detnet::{EntropyPath, Map};
 use crate::image_io::Planar;
 use crate::metrics::psnr_rgb8;
 use crate::model::Model;
 use crate::model::arch::{self, M, PAD_TO, SLICES, Y_STRIDE, Z};
 use crate::weights::{ModelFile, WeightsError};
-use crate::{rate, refine};
+use crate::{alpha, rate, refine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -416,11 +416,14 @@ impl<B: Backend> Codec<B> {
             coder.push(&syms, &pass.tables, gaussian)?;
             Ok(syms)
         })?;
-        let bytes = bitstream::write(
-            &self.header(image, q8),
-            image.profile.as_deref(),
-            &coder.finish(),
-        )?;
+        // Packed at each call: DEFLATE over the plane costs little next to the transforms.
+        let alpha =
+            (image.alpha.as_deref()).map(|a| alpha::pack(a, image.width as usize, image.bit_depth));
+        let extras = Extras {
+            profile: image.profile.as_deref(),
+            alpha: alpha.as_deref(),
+        };
+        let bytes = bitstream::write(&self.header(image, q8), extras, &coder.finish())?;
         Ok((
             bytes,
             Latents {
@@ -445,7 +448,8 @@ impl<B: Backend> Codec<B> {
     }
 
     /// The decoded pixels from `ŷ`: the synthesis transform at the header's quality, cropped
-    /// to the header's size and clamped to `[0, 1]` (no colour profile: that is the stream's).
+    /// to the header's size and clamped to `[0, 1]` (no colour profile or alpha: those are the
+    /// stream's).
     fn reconstruct(&self, y_hat: &Map, h: &Header) -> Planar {
         let (hy, wy) = (y_hat.h, y_hat.w);
         let (pw, ph) = (wy * Y_STRIDE, hy * Y_STRIDE);
@@ -473,6 +477,7 @@ impl<B: Backend> Codec<B> {
             bit_depth: h.bit_depth,
             rgb,
             profile: None,
+            alpha: None,
         }
     }
 
@@ -526,9 +531,16 @@ impl<B: Backend> Codec<B> {
             source.read(&pass.tables, gaussian)
         })?;
         source.finish()?;
+        // Only now, with the colour payload found consistent with the image's size, is the
+        // alpha plane's buffer (the image's size) allocated.
+        let alpha = (stream.extras.alpha)
+            .map(|a| alpha::unpack(a, h.width as usize, h.height as usize, h.bit_depth))
+            .transpose()
+            .map_err(FormatError::BadAlpha)?;
         Ok((
             Planar {
-                profile: stream.profile.map(<[u8]>::to_vec),
+                profile: stream.extras.profile.map(<[u8]>::to_vec),
+                alpha,
                 ..self.reconstruct(&y_hat, h)
             },
             Latents {

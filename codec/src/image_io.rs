@@ -2,8 +2,9 @@
 //!
 //! Any PNG, JPEG or PPM/PGM that the `image` crate decodes, 8 or 16 bits per sample. The codec
 //! works on RGB: grayscale is replicated to three channels on input and averaged back on output
-//! (the header remembers it was gray). **Alpha is discarded**: Ember codes colour only, and the
-//! decoded PNG is opaque. The sample depth (8 or 16 bits) is recorded and restored on output.
+//! (the header remembers it was gray). An alpha channel is kept exactly, beside the lossy
+//! colour ([`crate::alpha`]), unless it is opaque everywhere, in which case the decoded PNG has
+//! none. The sample depth (8 or 16 bits) is recorded and restored on output, alpha's included.
 //!
 //! Two pieces of metadata change what the pixels mean, and both are honoured: an EXIF
 //! orientation is applied on reading (the coded picture is upright, as viewers show the
@@ -56,6 +57,9 @@ pub struct Planar {
     pub rgb: Vec<f32>,
     /// The source's ICC profile, unless it had none or an sRGB one (which says the same).
     pub profile: Option<Vec<u8>>,
+    /// The source's alpha samples at `bit_depth`, row-major, unless it had no alpha channel or
+    /// an opaque one (which says the same). Coded losslessly, not through the model.
+    pub alpha: Option<Vec<u16>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,15 +138,20 @@ impl Planar {
         } else {
             8
         };
-        let rgb16 = img.to_rgb16();
-        let (w, h) = rgb16.dimensions();
+        let rgba16 = img.to_rgba16();
+        let (w, h) = rgba16.dimensions();
         let n = (w * h) as usize;
         let mut rgb = vec![0.0f32; 3 * n];
-        for (i, p) in rgb16.pixels().enumerate() {
+        for (i, p) in rgba16.pixels().enumerate() {
             for c in 0..3 {
                 rgb[c * n + i] = f32::from(p[c]) / 65535.0;
             }
         }
+        // At 8 bits, to_rgba16 scales each sample by 257, which the shift undoes exactly.
+        let alpha = (color.has_alpha() && rgba16.pixels().any(|p| p[3] != u16::MAX)).then(|| {
+            let shift = 16 - u32::from(bit_depth);
+            rgba16.pixels().map(|p| p[3] >> shift).collect()
+        });
         Self {
             width: w,
             height: h,
@@ -150,44 +159,56 @@ impl Planar {
             bit_depth,
             rgb,
             profile: None,
+            alpha,
         }
     }
 
-    /// Samples quantized to the recorded depth, interleaved, gray averaged from RGB.
+    /// Samples quantized to the recorded depth, interleaved, gray averaged from RGB, alpha
+    /// last when there is one.
     fn samples(&self) -> Vec<u16> {
         let n = (self.width * self.height) as usize;
         let max = if self.bit_depth == 16 { 65535.0 } else { 255.0 };
         let q = |v: f32| (v.clamp(0.0, 1.0) * max).round() as u16;
-        if self.channels == 1 {
-            (0..n)
-                .map(|i| q((self.rgb[i] + self.rgb[n + i] + self.rgb[2 * n + i]) / 3.0))
-                .collect()
-        } else {
-            (0..n)
-                .flat_map(|i| [q(self.rgb[i]), q(self.rgb[n + i]), q(self.rgb[2 * n + i])])
-                .collect()
+        let per_pixel = usize::from(self.channels) + usize::from(self.alpha.is_some());
+        let mut out = Vec::with_capacity(n * per_pixel);
+        for i in 0..n {
+            if self.channels == 1 {
+                out.push(q(
+                    (self.rgb[i] + self.rgb[n + i] + self.rgb[2 * n + i]) / 3.0
+                ));
+            } else {
+                out.extend([q(self.rgb[i]), q(self.rgb[n + i]), q(self.rgb[2 * n + i])]);
+            }
+            if let Some(a) = &self.alpha {
+                out.push(a[i]);
+            }
         }
+        out
     }
 
     /// The image as the PNG/`image` value that `save_png` writes.
     pub fn to_dynamic(&self) -> DynamicImage {
+        use DynamicImage::*;
         let (w, h) = (self.width, self.height);
-        let s = self.samples();
-        match (self.channels, self.bit_depth) {
-            (1, 16) => DynamicImage::ImageLuma16(
-                image::ImageBuffer::from_raw(w, h, s).expect("size matches"),
-            ),
-            (1, _) => DynamicImage::ImageLuma8(
-                image::ImageBuffer::from_raw(w, h, s.iter().map(|&v| v as u8).collect())
-                    .expect("size matches"),
-            ),
-            (_, 16) => DynamicImage::ImageRgb16(
-                image::ImageBuffer::from_raw(w, h, s).expect("size matches"),
-            ),
-            _ => DynamicImage::ImageRgb8(
-                image::ImageBuffer::from_raw(w, h, s.iter().map(|&v| v as u8).collect())
-                    .expect("size matches"),
-            ),
+        let wide = self.samples();
+        let deep = self.bit_depth == 16;
+        let narrow = || wide.iter().map(|&v| v as u8).collect::<Vec<u8>>();
+        fn buffer<P: image::Pixel>(
+            (w, h): (u32, u32),
+            s: Vec<P::Subpixel>,
+        ) -> image::ImageBuffer<P, Vec<P::Subpixel>> {
+            image::ImageBuffer::from_raw(w, h, s).expect("size matches")
+        }
+        let size = (w, h);
+        match (self.channels, self.alpha.is_some()) {
+            (1, false) if deep => ImageLuma16(buffer(size, wide)),
+            (1, false) => ImageLuma8(buffer(size, narrow())),
+            (1, true) if deep => ImageLumaA16(buffer(size, wide)),
+            (1, true) => ImageLumaA8(buffer(size, narrow())),
+            (_, false) if deep => ImageRgb16(buffer(size, wide)),
+            (_, false) => ImageRgb8(buffer(size, narrow())),
+            (_, true) if deep => ImageRgba16(buffer(size, wide)),
+            (_, true) => ImageRgba8(buffer(size, narrow())),
         }
     }
 
@@ -215,6 +236,7 @@ impl Planar {
             bit_depth,
             rgb,
             profile: None,
+            alpha: None,
         }
     }
 
@@ -338,5 +360,31 @@ mod tests {
         };
         // Turned clockwise, the stored bottom-left pixel (40) is the viewed top-left.
         assert_eq!([row(0), row(1), row(2)], [[40, 10], [50, 20], [60, 30]]);
+    }
+
+    /// Alpha is read at the image's depth, written back into the PNG, and dropped when opaque.
+    #[test]
+    fn alpha_is_kept_unless_opaque() {
+        let dir = tempfile::tempdir().unwrap();
+        for (channels, depth) in [(3, 8), (3, 16), (1, 8), (1, 16)] {
+            let max = if depth == 16 { 65535 } else { 255 };
+            let base = Planar::pattern(7, 5, channels, depth, 0.1);
+            let clear = Planar {
+                alpha: Some((0..35).map(|i| (i * 977 % (max + 1)) as u16).collect()),
+                ..base.clone()
+            };
+            let name = format!("a{channels}-{depth}.png");
+            let back = load_png(dir.path(), &name, &clear.png_bytes().unwrap());
+            assert_eq!(back, clear.as_stored(), "{name}");
+            assert_eq!(back.alpha, clear.alpha, "{name}");
+            assert!(back.to_dynamic().color().has_alpha(), "{name}");
+            let opaque = Planar {
+                alpha: Some(vec![max as u16; 35]),
+                ..base.clone()
+            };
+            let back = load_png(dir.path(), &name, &opaque.png_bytes().unwrap());
+            assert_eq!(back.alpha, None, "{name}");
+            assert_eq!(back.rgb, base.as_stored().rgb, "{name}");
+        }
     }
 }

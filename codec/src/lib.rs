@@ -1,6 +1,7 @@
 //! Ember's codec: the bitstream format, the model registry, the learned model and its
 //! compress/decompress paths. The `ember` binary is a thin CLI over this library.
 
+pub mod alpha;
 pub mod backend;
 pub mod bitstream;
 pub mod compress;

@@ -282,11 +282,15 @@ fn run(command: Command) -> Result<(), String> {
             codec::fsutil::write_atomic(&output, &bytes)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
             let bpp = 8.0 * bytes.len() as f64 / pixels;
-            let profile = image.profile.as_ref().map_or(String::new(), |p| {
-                format!(", ICC profile {} bytes", p.len())
-            });
+            let mut extras = String::new();
+            if let Some(p) = &image.profile {
+                extras += &format!(", ICC profile {} bytes", p.len());
+            }
+            if let Some(a) = bitstream::read(&bytes).ok().and_then(|s| s.extras.alpha) {
+                extras += &format!(", lossless alpha {} bytes", a.len());
+            }
             println!(
-                "{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}{profile}) in {:.2} s",
+                "{}: {} bytes, {bpp:.4} bpp ({}x{}, quality {quality}{extras}) in {:.2} s",
                 output.display(),
                 bytes.len(),
                 image.width,
@@ -716,9 +720,13 @@ fn info(path: &Path) -> Result<(), String> {
         h.bit_depth
     );
     println!("quality    {:.3}", f64::from(h.quality_q8) / 256.0);
-    match s.profile {
+    match s.extras.profile {
         Some(p) => println!("colour     ICC profile {}", codec::icc::describe(p)),
         None => println!("colour     sRGB (no profile)"),
+    }
+    match s.extras.alpha {
+        Some(a) => println!("alpha      lossless, {} bytes (Brotli)", a.len()),
+        None => println!("alpha      none (opaque)"),
     }
     println!("crc32      {:08x} (ok)", s.crc);
     match &s.payload {

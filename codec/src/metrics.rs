@@ -169,6 +169,7 @@ mod tests {
             bit_depth: 8,
             rgb,
             profile: None,
+            alpha: None,
         }
         .as_stored()
     }

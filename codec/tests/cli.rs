@@ -24,7 +24,7 @@ fn stream() -> Vec<u8> {
         bit_depth: 8,
         quality_q8: 512,
     };
-    bitstream::write(&header, None, &[7u8; 176]).unwrap()
+    bitstream::write(&header, Default::default(), &[7u8; 176]).unwrap()
 }
 
 /// A version 1 stream as Ember wrote it before version 2 (a golden conformance stream).
@@ -286,6 +286,103 @@ fn a_colour_profile_survives_encode_and_decode() {
         assert_eq!(written, kept.then_some(profile.clone()), "{name}");
     }
     assert_eq!(sizes[0], sizes[1] + 4 + synthetic::display_p3().len());
+}
+
+/// An RGBA picture's alpha comes back exactly through encode, `info` and decode, and costs the
+/// stream its packed size; an opaque alpha channel is not stored; a damaged plane is an error
+/// naming it, with no image written.
+#[test]
+fn alpha_survives_encode_and_decode_exactly() {
+    use codec::image_io::Planar;
+    let dir = tempfile::tempdir().unwrap();
+    let (w, h) = (64u32, 48u32);
+    // A soft-edged ellipse on a clear background.
+    let mask: Vec<u16> = (0..w * h)
+        .map(|i| {
+            let (x, y) = (f64::from(i % w) - 32.0, f64::from(i / w) - 24.0);
+            let r = (x * x / 400.0 + y * y / 225.0).sqrt();
+            (((1.2 - r) * 5.0).clamp(0.0, 1.0) * 255.0).round() as u16
+        })
+        .collect();
+    let base = Planar::pattern(w, h, 3, 8, 0.0);
+    let mut sizes = Vec::new();
+    for (name, alpha) in [("clear", mask.clone()), ("opaque", vec![255; mask.len()])] {
+        let src = dir.path().join(format!("{name}.png"));
+        Planar {
+            alpha: Some(alpha),
+            ..base.clone()
+        }
+        .save_png(&src)
+        .unwrap();
+        let (bytes, stdout) = encode_ok(
+            dir.path(),
+            src.to_str().unwrap(),
+            &format!("{name}.ember"),
+            &["--quality", "2"],
+        );
+        assert_eq!(
+            stdout.contains("lossless alpha"),
+            name == "clear",
+            "{stdout}"
+        );
+        sizes.push(bytes.len());
+        let stream = dir.path().join(format!("{name}.ember"));
+        let info = ember(&["info", stream.to_str().unwrap()]);
+        let info = String::from_utf8_lossy(&info.stdout);
+        let want = if name == "clear" {
+            "alpha      lossless, "
+        } else {
+            "alpha      none (opaque)"
+        };
+        assert!(info.contains(want), "{info}");
+        let png = dir.path().join(format!("{name}-out.png"));
+        let out = ember(&[
+            "decode",
+            stream.to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let decoded = image::open(&png).unwrap();
+        if name == "clear" {
+            let rgba = decoded.as_rgba8().expect("an RGBA PNG");
+            let back: Vec<u16> = rgba.pixels().map(|p| u16::from(p[3])).collect();
+            assert_eq!(back, mask);
+        } else {
+            assert!(!decoded.color().has_alpha(), "{:?}", decoded.color());
+        }
+    }
+    let packed = codec::alpha::pack(&mask, w as usize, 8);
+    assert_eq!(sizes[0], sizes[1] + 4 + packed.len());
+
+    // A valid plane of one row too few in an otherwise good stream: the container parses,
+    // the plane does not.
+    let good = std::fs::read(dir.path().join("clear.ember")).unwrap();
+    let s = bitstream::read(&good).unwrap();
+    let bitstream::Payload::Single(payload) = s.payload else {
+        panic!("a version 2 stream")
+    };
+    let short = codec::alpha::pack(&mask[..((h - 1) * w) as usize], w as usize, 8);
+    let extras = bitstream::Extras {
+        profile: None,
+        alpha: Some(&short),
+    };
+    let bad = bitstream::write(&s.header, extras, payload).unwrap();
+    let f = dir.path().join("bad.ember");
+    std::fs::write(&f, &bad).unwrap();
+    let png = dir.path().join("bad.png");
+    let out = ember(&["decode", f.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad alpha plane: it holds fewer samples than the image has"),
+        "{err}"
+    );
+    assert!(!png.exists());
 }
 
 /// Runs `ember encode IMG -o DIR/NAME EXTRA…`, which must succeed; returns the stream and

@@ -122,7 +122,7 @@ fn huge_claimed_size_with_tiny_payloads_is_rejected_up_front() {
     let mut header = stream.header;
     header.width = 16384;
     header.height = 16384;
-    let forged_v2 = bitstream::write(&header, None, payload).unwrap();
+    let forged_v2 = bitstream::write(&header, Default::default(), payload).unwrap();
     // Version 1: the same claim patched into a golden stream (sides at bytes 16 and 20,
     // padding at 28), resealed with a correct CRC.
     let mut forged_v1 = std::fs::read(dir().join("v1/rgb-17x33-q4.ember")).unwrap();

@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(stream) = bitstream::read(data) {
         // A current-version stream that parses must serialize back to the same bytes.
         if let Payload::Single(payload) = stream.payload {
-            let again = bitstream::write(&stream.header, payload).expect("parsed streams re-serialize");
+            let again = bitstream::write(&stream.header, stream.extras, payload)
+                .expect("parsed streams re-serialize");
             assert_eq!(again, data);
         }
     }

@@ -34,8 +34,10 @@ const FORMAT_RGB: u8 = 1;
 const FORMAT_16BIT: u8 = 2;
 /// Bit of the version 2 format byte set when a colour profile follows the header.
 const FORMAT_PROFILE: u8 = 4;
-/// Bytes of the colour profile's length field.
-const PROFILE_LEN_LEN: usize = 4;
+/// Bit of the version 2 format byte set when an alpha plane follows the header (and profile).
+const FORMAT_ALPHA: u8 = 8;
+/// Bytes of the length field in front of a colour profile or an alpha plane.
+const LEN_LEN: usize = 4;
 
 /// What a stream says about the image and the model that coded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,15 +70,26 @@ pub enum Payload<'a> {
     },
 }
 
+/// What a version 2 stream may carry beside the coded colour, each part length-prefixed
+/// between the header and the payload, in this order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras<'a> {
+    /// The ICC profile the source image carried (not an sRGB one: the encoder leaves those
+    /// out), to be written into the decoded image.
+    pub profile: Option<&'a [u8]>,
+    /// The source's alpha plane, coded losslessly ([`crate::alpha`]); absent when the source
+    /// had none or an opaque one. Its shape is checked here, its samples by the decoder.
+    pub alpha: Option<&'a [u8]>,
+}
+
 /// A stream parsed and checked by [`read`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stream<'a> {
     /// The format version the file was written in.
     pub version: u8,
     pub header: Header,
-    /// The ICC profile the source image carried (not an sRGB one: the encoder leaves those
-    /// out), to be written into the decoded image; version 2 only.
-    pub profile: Option<&'a [u8]>,
+    /// Colour profile and alpha plane (version 2 only).
+    pub extras: Extras<'a>,
     pub payload: Payload<'a>,
     pub crc: u32,
 }
@@ -132,6 +145,8 @@ pub enum FormatError {
     UnknownSection { section: usize, kind: u8 },
     #[error("bad colour profile: {0}")]
     BadProfile(&'static str),
+    #[error("bad alpha plane: {0}")]
+    BadAlpha(&'static str),
 }
 
 fn known_models() -> String {
@@ -200,18 +215,25 @@ fn check_crc(bytes: &[u8], end: usize) -> Result<u32, FormatError> {
     Ok(stored)
 }
 
-/// Serializes a version 2 stream, with the source's colour profile if it has one. Fails on a
-/// header or profile that [`read`] would reject.
-pub fn write(
-    header: &Header,
-    profile: Option<&[u8]>,
-    payload: &[u8],
-) -> Result<Vec<u8>, FormatError> {
+/// Serializes a version 2 stream, with the source's colour profile and alpha plane if it has
+/// them. Fails on a header or extra that [`read`] would reject.
+pub fn write(header: &Header, extras: Extras, payload: &[u8]) -> Result<Vec<u8>, FormatError> {
     check_header(header)?;
+    let Extras { profile, alpha } = extras;
     if let Some(p) = profile {
         crate::icc::check(p).map_err(FormatError::BadProfile)?;
     }
-    let extra = profile.map_or(0, |p| PROFILE_LEN_LEN + p.len());
+    if let Some(a) = alpha {
+        check_alpha_len(a.len()).map_err(FormatError::BadAlpha)?;
+        if u32::try_from(a.len()).is_err() {
+            return Err(FormatError::BadAlpha("it is longer than 4 GiB"));
+        }
+    }
+    let extra: usize = [profile, alpha]
+        .iter()
+        .flatten()
+        .map(|e| LEN_LEN + e.len())
+        .sum();
     let mut out = Vec::with_capacity(HEADER_LEN + extra + payload.len() + CRC_LEN);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -227,13 +249,15 @@ pub fn write(
         0
     };
     let tagged = if profile.is_some() { FORMAT_PROFILE } else { 0 };
-    out.push(rgb | deep | tagged);
+    let clear = if alpha.is_some() { FORMAT_ALPHA } else { 0 };
+    out.push(rgb | deep | tagged | clear);
     out.extend_from_slice(&header.quality_q8.to_le_bytes());
     debug_assert_eq!(out.len(), HEADER_LEN);
-    if let Some(p) = profile {
-        // icc::check bounds the length by its own 32-bit size field.
-        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        out.extend_from_slice(p);
+    // Both lengths were checked to fit 32 bits (icc::check ties a profile's to its own 32-bit
+    // size field).
+    for e in [profile, alpha].into_iter().flatten() {
+        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        out.extend_from_slice(e);
     }
     out.extend_from_slice(payload);
     Ok(seal(out))
@@ -282,7 +306,7 @@ fn read_v2(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
     let end = bytes.len() - CRC_LEN;
     let crc = check_crc(bytes, end)?;
     let format = bytes[18];
-    if format & !(FORMAT_RGB | FORMAT_16BIT | FORMAT_PROFILE) != 0 {
+    if format & !(FORMAT_RGB | FORMAT_16BIT | FORMAT_PROFILE | FORMAT_ALPHA) != 0 {
         return Err(FormatError::ReservedFlags(format));
     }
     let model_id = u16::from(bytes[5]);
@@ -296,31 +320,57 @@ fn read_v2(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
         quality_q8: u16::from_le_bytes(le(bytes, 19)),
     };
     check_header(&header)?;
-    let (profile, start) = if format & FORMAT_PROFILE != 0 {
-        let at = HEADER_LEN + PROFILE_LEN_LEN;
-        // The CRC matched, so a length past the payload is a writer's error, not a cut file.
-        if at > end {
-            return Err(FormatError::BadProfile(
-                "the file ends inside its length field",
-            ));
-        }
-        let n = u64::from(u32::from_le_bytes(le(bytes, HEADER_LEN)));
-        if at as u64 + n > end as u64 {
-            return Err(FormatError::BadProfile("its length runs past the payload"));
-        }
-        let p = &bytes[at..at + n as usize];
+    let mut at = HEADER_LEN;
+    let profile = if format & FORMAT_PROFILE != 0 {
+        let p = length_prefixed(bytes, &mut at, end).map_err(FormatError::BadProfile)?;
         crate::icc::check(p).map_err(FormatError::BadProfile)?;
-        (Some(p), at + n as usize)
+        Some(p)
     } else {
-        (None, HEADER_LEN)
+        None
+    };
+    let alpha = if format & FORMAT_ALPHA != 0 {
+        let a = length_prefixed(bytes, &mut at, end).map_err(FormatError::BadAlpha)?;
+        check_alpha_len(a.len()).map_err(FormatError::BadAlpha)?;
+        Some(a)
+    } else {
+        None
     };
     Ok(Stream {
         version: VERSION,
         header,
-        profile,
-        payload: Payload::Single(&bytes[start..end]),
+        extras: Extras { profile, alpha },
+        payload: Payload::Single(&bytes[at..end]),
         crc,
     })
+}
+
+/// What the container checks of an alpha plane: that it is there. Its content (one Brotli
+/// stream of exactly the image's residuals) is the decoder's to check, after the payload.
+fn check_alpha_len(n: usize) -> Result<(), &'static str> {
+    if n == 0 {
+        return Err("it is empty");
+    }
+    Ok(())
+}
+
+/// The block at `*at`: a 32-bit length, then that many bytes, all before `end` (the CRC);
+/// `*at` moves past it.
+fn length_prefixed<'a>(
+    bytes: &'a [u8],
+    at: &mut usize,
+    end: usize,
+) -> Result<&'a [u8], &'static str> {
+    let start = *at + LEN_LEN;
+    // The CRC matched, so a length past the payload is a writer's error, not a cut file.
+    if start > end {
+        return Err("the file ends inside its length field");
+    }
+    let n = u64::from(u32::from_le_bytes(le(bytes, *at)));
+    if start as u64 + n > end as u64 {
+        return Err("its length runs past the payload");
+    }
+    *at = start + n as usize;
+    Ok(&bytes[start..*at])
 }
 
 #[cfg(test)]
@@ -341,7 +391,7 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        write(&header(), None, &[9, 8, 7, 6, 5, 4, 3, 2]).unwrap()
+        write(&header(), Extras::default(), &[9, 8, 7, 6, 5, 4, 3, 2]).unwrap()
     }
 
     /// Re-seals a modified stream with a correct CRC, to reach the checks behind the CRC.
@@ -397,7 +447,12 @@ mod tests {
                 height: 65_535,
                 ..header()
             };
-            assert_eq!(read(&write(&h, None, &[]).unwrap()).unwrap().header, h);
+            assert_eq!(
+                read(&write(&h, Extras::default(), &[]).unwrap())
+                    .unwrap()
+                    .header,
+                h
+            );
         }
     }
 
@@ -421,7 +476,7 @@ mod tests {
                 bit_depth: 16,
                 ..header()
             },
-            None,
+            Extras::default(),
             &[],
         )
         .unwrap();
@@ -491,18 +546,25 @@ mod tests {
     fn writer_rejects_what_the_reader_would() {
         let mut h = header();
         h.quality_q8 = 100;
-        assert!(write(&h, None, &[]).is_err());
+        assert!(write(&h, Extras::default(), &[]).is_err());
         h.quality_q8 = 256;
         h.channels = 2;
-        assert!(write(&h, None, &[]).is_err());
+        assert!(write(&h, Extras::default(), &[]).is_err());
         h.channels = 3;
         h.width = 65_536;
-        assert!(write(&h, None, &[]).is_err());
+        assert!(write(&h, Extras::default(), &[]).is_err());
+    }
+
+    fn profile_only(p: &[u8]) -> Extras<'_> {
+        Extras {
+            profile: Some(p),
+            alpha: None,
+        }
     }
 
     fn with_profile() -> (Vec<u8>, Vec<u8>) {
         let profile = crate::icc::synthetic::display_p3();
-        let bytes = write(&header(), Some(&profile), &[9, 8, 7, 6]).unwrap();
+        let bytes = write(&header(), profile_only(&profile), &[9, 8, 7, 6]).unwrap();
         (bytes, profile)
     }
 
@@ -518,17 +580,17 @@ mod tests {
         assert_eq!(b.len(), HEADER_LEN + 4 + n + 4 + CRC_LEN);
         let s = read(&b).unwrap();
         assert_eq!(s.header, header());
-        assert_eq!(s.profile, Some(&profile[..]));
+        assert_eq!(s.extras.profile, Some(&profile[..]));
         assert_eq!(s.payload, Payload::Single(&[9, 8, 7, 6]));
         // Without one, the stream is byte for byte what it was before profiles existed.
-        assert_eq!(read(&sample()).unwrap().profile, None);
+        assert_eq!(read(&sample()).unwrap().extras, Extras::default());
         assert_eq!(sample()[18], 0b001);
     }
 
     #[test]
     fn bad_profiles_are_rejected_by_writer_and_reader() {
         assert_eq!(
-            write(&header(), Some(&[0u8; 200]), &[]),
+            write(&header(), profile_only(&[0u8; 200]), &[]),
             Err(FormatError::BadProfile("no ICC signature ('acsp')"))
         );
         let (good, profile) = with_profile();
@@ -544,10 +606,80 @@ mod tests {
             ))
         );
         // The flag set on a file too short for the length field.
-        let bare = write(&header(), None, &[]).unwrap();
+        let bare = write(&header(), Extras::default(), &[]).unwrap();
         assert_eq!(
             read(&patch(&bare, 18, &[0b101])),
             Err(FormatError::BadProfile(
+                "the file ends inside its length field"
+            ))
+        );
+    }
+
+    /// A stream with an alpha plane (a small disc), and with a colour profile in front of it if
+    /// `profiled`; also the plane.
+    fn with_alpha(profiled: bool) -> (Vec<u8>, Vec<u8>) {
+        let profile = crate::icc::synthetic::display_p3();
+        let samples: Vec<u16> = (0..64u16)
+            .map(|i| if i % 8 < 4 { 255 } else { 0 })
+            .collect();
+        let alpha = crate::alpha::pack(&samples, 8, 8);
+        let extras = Extras {
+            profile: profiled.then_some(&profile[..]),
+            alpha: Some(&alpha),
+        };
+        (write(&header(), extras, &[9, 8, 7, 6]).unwrap(), alpha)
+    }
+
+    /// SPEC.md, *Alpha plane*: format bit 3, then a 32-bit length and the plane, after the
+    /// profile when there is one.
+    #[test]
+    fn an_alpha_plane_follows_the_profile() {
+        let (b, alpha) = with_alpha(false);
+        let n = alpha.len();
+        assert_eq!(b[18], 0b1001);
+        assert_eq!(&b[21..25], &(n as u32).to_le_bytes());
+        assert_eq!(&b[25..25 + n], &alpha[..]);
+        assert_eq!(&b[25 + n..29 + n], &[9, 8, 7, 6]);
+        let s = read(&b).unwrap();
+        assert_eq!(s.extras.alpha, Some(&alpha[..]));
+        assert_eq!(s.extras.profile, None);
+        assert_eq!(s.payload, Payload::Single(&[9, 8, 7, 6]));
+
+        let (b, _) = with_alpha(true);
+        let p = crate::icc::synthetic::display_p3().len();
+        assert_eq!(b[18], 0b1101);
+        assert_eq!(&b[25 + p..29 + p], &(n as u32).to_le_bytes());
+        assert_eq!(&b[29 + p..29 + p + n], &alpha[..]);
+        let s = read(&b).unwrap();
+        assert_eq!(s.extras.alpha, Some(&alpha[..]));
+        assert_eq!(s.extras.profile.map(<[u8]>::len), Some(p));
+        assert_eq!(b.len(), HEADER_LEN + 4 + p + 4 + n + 4 + CRC_LEN);
+    }
+
+    #[test]
+    fn bad_alpha_planes_are_rejected_by_writer_and_reader() {
+        let empty = Extras {
+            profile: None,
+            alpha: Some(&[]),
+        };
+        assert_eq!(
+            write(&header(), empty, &[]),
+            Err(FormatError::BadAlpha("it is empty"))
+        );
+        let (good, alpha) = with_alpha(false);
+        let n = alpha.len() as u32;
+        assert_eq!(
+            read(&patch(&good, 21, &(n + 5).to_le_bytes())),
+            Err(FormatError::BadAlpha("its length runs past the payload"))
+        );
+        assert_eq!(
+            read(&patch(&good, 21, &0u32.to_le_bytes())),
+            Err(FormatError::BadAlpha("it is empty"))
+        );
+        let bare = write(&header(), Extras::default(), &[]).unwrap();
+        assert_eq!(
+            read(&patch(&bare, 18, &[0b1001])),
+            Err(FormatError::BadAlpha(
                 "the file ends inside its length field"
             ))
         );
@@ -561,13 +693,18 @@ mod tests {
         }
 
         #[test]
-        fn mutated_streams_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>(), seal in any::<bool>(), profile in any::<bool>()) {
-            let good = if profile { with_profile().0 } else { sample() };
+        fn mutated_streams_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>(), seal in any::<bool>(), extras in 0..4usize) {
+            let good = match extras {
+                0 => sample(),
+                1 => with_profile().0,
+                2 => with_alpha(false).0,
+                _ => with_alpha(true).0,
+            };
             let b = mutate(good, &edits, cut, seal);
             if let Ok(s) = read(&b) {
                 // Whatever parses as version 2 is exactly what the writer makes of it.
                 if let Payload::Single(data) = s.payload {
-                    prop_assert_eq!(write(&s.header, s.profile, data).unwrap(), b);
+                    prop_assert_eq!(write(&s.header, s.extras, data).unwrap(), b);
                 }
             }
         }

@@ -113,7 +113,7 @@ pub(super) fn read(bytes: &[u8]) -> Result<Stream<'_>, FormatError> {
     Ok(Stream {
         version: 1,
         header,
-        profile: None,
+        extras: super::Extras::default(),
         payload: Payload::Sections {
             sections,
             pad_right: bytes[28],

@@ -378,12 +378,14 @@ fn write_ppm(img: &Planar, path: &std::path::Path) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// The image as 8-bit RGB, what every tool here reads (gray repeated in three channels).
+/// The image as 8-bit RGB, what every tool here reads (gray repeated in three channels, no
+/// alpha).
 fn to_rgb8(img: &Planar) -> Planar {
     let stored = img.as_stored();
     Planar {
         channels: 3,
         bit_depth: 8,
+        alpha: None,
         rgb: stored
             .rgb
             .iter()

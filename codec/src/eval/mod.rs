@@ -48,9 +48,10 @@ pub struct Coded {
 }
 
 /// Reads every image of `dir`. Unreadable files are skipped with a warning naming them; a folder
-/// without images is an error. Colour profiles are dropped: rate–distortion is measured on the
-/// pixels, and every codec gets them without metadata (the classical tools read a PPM), so a
-/// profile's bytes must not count against Ember's streams alone.
+/// without images is an error. Colour profiles and alpha are dropped: rate–distortion is
+/// measured on the colour pixels, and every codec gets them without anything else (the
+/// classical tools read a PPM), so a profile's or an alpha plane's bytes must not count against
+/// Ember's streams alone.
 pub fn load_images(dir: &Path) -> Result<Vec<(PathBuf, Planar)>, String> {
     let files =
         image_io::list_images(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
@@ -61,6 +62,7 @@ pub fn load_images(dir: &Path) -> Result<Vec<(PathBuf, Planar)>, String> {
                 f,
                 Planar {
                     profile: None,
+                    alpha: None,
                     ..img
                 },
             )),
