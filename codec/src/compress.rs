@@ -231,6 +231,7 @@ impl<B: Backend> Codec<B> {
         steps: usize,
     ) -> Result<(Vec<u8>, Latents, Option<refine::Report>), CodecError> {
         let q8 = quality_q8(q)?;
+        let image = &*coded(image);
         Self::check_refinable(image, steps)?;
         let (x, y) = self.analyse(image, steps > 0);
         let y = self.gained(&y, q8);
@@ -259,6 +260,7 @@ impl<B: Backend> Codec<B> {
         target: rate::Target,
         steps: usize,
     ) -> Result<Fitted, CodecError> {
+        let image = &*coded(image);
         Self::check_refinable(image, steps)?;
         let (x, y) = self.analyse(image, steps > 0);
         let stored = matches!(target, rate::Target::MinPsnr(_)).then(|| image.as_stored());
@@ -548,6 +550,21 @@ impl<B: Backend> Codec<B> {
                 y: y_syms,
             },
         ))
+    }
+}
+
+/// The image the encoder codes: `image` itself, or, where it has fully transparent pixels,
+/// `image` with their colour replaced by a smooth fill ([`alpha::fill_invisible`]), which
+/// cannot be seen and costs the fewest bits.
+fn coded(image: &Planar) -> std::borrow::Cow<'_, Planar> {
+    match &image.alpha {
+        Some(a) if a.contains(&0) => {
+            let mut filled = image.clone();
+            let (w, h) = (image.width as usize, image.height as usize);
+            alpha::fill_invisible(&mut filled.rgb, a, w, h);
+            std::borrow::Cow::Owned(filled)
+        }
+        _ => std::borrow::Cow::Borrowed(image),
     }
 }
 

@@ -4,7 +4,7 @@
 //! works on RGB: grayscale is replicated to three channels on input and averaged back on output
 //! (the header remembers it was gray). An alpha channel is kept exactly, beside the lossy
 //! colour ([`crate::alpha`]), unless it is opaque everywhere, in which case the decoded PNG has
-//! none. The sample depth (8 or 16 bits) is recorded and restored on output, alpha's included.
+//! none; the colour under fully transparent pixels is not kept (the encoder fills it). The sample depth (8 or 16 bits) is recorded and restored on output, alpha's included.
 //!
 //! Two pieces of metadata change what the pixels mean, and both are honoured: an EXIF
 //! orientation is applied on reading (the coded picture is upright, as viewers show the

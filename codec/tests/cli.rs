@@ -356,8 +356,14 @@ fn alpha_survives_encode_and_decode_exactly() {
             assert!(!decoded.color().has_alpha(), "{:?}", decoded.color());
         }
     }
+    // The cut-out costs its plane, less what the colour under its clear pixels no longer
+    // costs (the encoder fills it smoothly).
     let packed = codec::alpha::pack(&mask, w as usize, 8);
-    assert_eq!(sizes[0], sizes[1] + 4 + packed.len());
+    assert!(
+        sizes[0] < sizes[1] + 4 + packed.len(),
+        "{sizes:?}, plane {}",
+        packed.len()
+    );
 
     // A valid plane of one row too few in an otherwise good stream: the container parses,
     // the plane does not.
