@@ -11,5 +11,5 @@ if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers >&2
 fi
-cargo test --release -p codec --features codec/tch,codec/wgpu --test determinism \
-    -- streams_decode_identically --nocapture
+cargo test --release -p codec --features codec/tch,codec/wgpu --test suite \
+    -- determinism::streams_decode_identically --nocapture

@@ -13,7 +13,7 @@
 //!   a sum, so SIMD width cannot change a result, and threads split output channels only.
 //!
 //! The result is a pure function of the weights and of ẑ/ŷ on every x86-64 and ARM64 machine,
-//! for any thread count; `tests/determinism.rs` and the golden streams in `testdata/` hold it to
+//! for any thread count; `tests/suite/determinism.rs` and the golden streams in `testdata/` hold it to
 //! that. The weights are the trained float weights as stored (f16/f32), so this path costs no
 //! rate against the model as trained — the integer-network alternative (Ballé et al. 2019)
 //! would have to quantize them.

@@ -1,10 +1,8 @@
 //! Files decode bit-exactly on any backend and thread count.
 
-mod common;
-
+use crate::common::*;
 use codec::backend;
 use codec::metrics::psnr_rgb8;
-use common::*;
 
 #[test]
 fn round_trips_reproduce_latents_at_all_sizes() {

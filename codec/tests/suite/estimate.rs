@@ -1,15 +1,13 @@
 //! The rate estimate (`Codec::estimate_bits`, what `ember eval` reports beside the real size)
 //! does not depend on the backend and, with the shipped model, agrees with the coded payload.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use codec::backend::{self, Job};
 use codec::compress::Codec;
 use codec::image_io::Planar;
 use codec::weights::ModelFile;
-use common::*;
 
 /// Estimated bits and the payload bits of the real stream (header excluded), per image.
 struct EstimateAndReal(ModelFile, Vec<Planar>, f32);

@@ -4,18 +4,16 @@
 //! holds version 1 streams of the same pictures (with their own MANIFEST and references, as
 //! the encoder of the day made them), which must keep decoding exactly.
 //! Regenerate the current ones (only together with a new format version) with
-//! `EMBER_WRITE_GOLDEN=1 cargo test -p codec --test conformance`; older versions' files are
+//! `EMBER_WRITE_GOLDEN=1 cargo test -p codec --test suite conformance::`; older versions' files are
 //! never rewritten.
-
-mod common;
 
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use codec::backend;
 use codec::bitstream::{self, Payload};
 use codec::image_io::Planar;
 use codec::metrics::psnr_rgb8;
-use common::*;
 
 /// Fingerprint of `ModelFile::synthetic(1)`.
 const SYNTHETIC_HASH: u64 = 15_488_162_880_868_483_754;

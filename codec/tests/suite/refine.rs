@@ -1,8 +1,7 @@
 //! Encoder-side latent refinement (`Codec::compress_refined`): same format, same decoder, and
 //! with the shipped model smaller real cost than the plain encoder.
 
-mod common;
-
+use crate::common::*;
 use burn::tensor::backend::Backend;
 use codec::backend::{self, Job};
 use codec::compress::{Codec, CodecError};
@@ -10,7 +9,6 @@ use codec::image_io::Planar;
 use codec::model::arch;
 use codec::refine::Report;
 use codec::weights::ModelFile;
-use common::*;
 
 /// Encodes with `steps` of refinement and decodes the result with the plain decoder.
 struct Refined(ModelFile, Planar, f32, usize);
