@@ -242,7 +242,8 @@ impl<B: Backend> Codec<B> {
             }
             None => (y, None),
         };
-        let (bytes, latents, _) = self.encode_latent(image, &y, q8)?;
+        let plane = packed_alpha(image);
+        let (bytes, latents, _) = self.encode_latent(image, plane.as_deref(), &y, q8)?;
         Ok((bytes, latents, report))
     }
 
@@ -264,8 +265,10 @@ impl<B: Backend> Codec<B> {
         Self::check_refinable(image, steps)?;
         let (x, y) = self.analyse(image, steps > 0);
         let stored = matches!(target, rate::Target::MinPsnr(_)).then(|| image.as_stored());
+        // Packed once: every quality tried writes the same plane.
+        let plane = packed_alpha(image);
         let measure = |y: &Map, q8: u16| {
-            let (bytes, _, y_hat) = self.encode_latent(image, y, q8)?;
+            let (bytes, _, y_hat) = self.encode_latent(image, plane.as_deref(), y, q8)?;
             let measure = match &stored {
                 None => bytes.len() as f64,
                 Some(original) => {
@@ -377,11 +380,13 @@ impl<B: Backend> Codec<B> {
         Ok((Map { c: M, h, w, data }, report))
     }
 
-    /// Codes the gained latent `y` of `image` at stored quality `q8` into a stream: ẑ by
+    /// Codes the gained latent `y` of `image` at stored quality `q8` into a stream, with the
+    /// image's colour profile and its alpha `plane` (packed by [`packed_alpha`]): ẑ by
     /// rounding the hyper-analysis of `y`, then every slice's passes.
     fn encode_latent(
         &self,
         image: &Planar,
+        plane: Option<&[u8]>,
         y: &Map,
         q8: u16,
     ) -> Result<(Vec<u8>, Latents, Map), CodecError> {
@@ -418,12 +423,9 @@ impl<B: Backend> Codec<B> {
             coder.push(&syms, &pass.tables, gaussian)?;
             Ok(syms)
         })?;
-        // Packed at each call: DEFLATE over the plane costs little next to the transforms.
-        let alpha =
-            (image.alpha.as_deref()).map(|a| alpha::pack(a, image.width as usize, image.bit_depth));
         let extras = Extras {
             profile: image.profile.as_deref(),
-            alpha: alpha.as_deref(),
+            alpha: plane,
         };
         let bytes = bitstream::write(&self.header(image, q8), extras, &coder.finish())?;
         Ok((
@@ -566,6 +568,11 @@ fn coded(image: &Planar) -> std::borrow::Cow<'_, Planar> {
         }
         _ => std::borrow::Cow::Borrowed(image),
     }
+}
+
+/// `image`'s alpha plane as a stream stores it ([`alpha::pack`]), if it has one.
+fn packed_alpha(image: &Planar) -> Option<Vec<u8>> {
+    (image.alpha.as_deref()).map(|a| alpha::pack(a, image.width as usize, image.bit_depth))
 }
 
 /// Where the decoder reads the parts of a stream from, in coding order.

@@ -213,13 +213,7 @@ fn refined_encode_decodes_as_usual() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("refinement: cost"), "{stdout}");
-    let png = dir.path().join("out.png");
-    let out = ember(&["decode", s, "-o", png.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    decode_ok(&stream, &dir.path().join("out.png"));
     assert_one_line_error(
         &ember(&[
             "eval",
@@ -269,17 +263,7 @@ fn a_colour_profile_survives_encode_and_decode() {
         };
         assert!(info.contains(want), "{info}");
         let png = dir.path().join(format!("{name}-out.png"));
-        let out = ember(&[
-            "decode",
-            stream.to_str().unwrap(),
-            "-o",
-            png.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        decode_ok(&stream, &png);
         let file = std::io::BufReader::new(std::fs::File::open(&png).unwrap());
         let mut decoder = image::codecs::png::PngDecoder::new(file).unwrap();
         let written = decoder.icc_profile().unwrap();
@@ -336,17 +320,7 @@ fn alpha_survives_encode_and_decode_exactly() {
         };
         assert!(info.contains(want), "{info}");
         let png = dir.path().join(format!("{name}-out.png"));
-        let out = ember(&[
-            "decode",
-            stream.to_str().unwrap(),
-            "-o",
-            png.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        decode_ok(&stream, &png);
         let decoded = image::open(&png).unwrap();
         if name == "clear" {
             let rgba = decoded.as_rgba8().expect("an RGBA PNG");
@@ -403,6 +377,21 @@ fn encode_ok(dir: &Path, img: &str, name: &str, extra: &[&str]) -> (Vec<u8>, Str
     );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     (std::fs::read(out_path).unwrap(), stdout)
+}
+
+/// Runs `ember decode STREAM -o PNG`, which must succeed.
+fn decode_ok(stream: &Path, png: &Path) {
+    let out = ember(&[
+        "decode",
+        stream.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The quality a rate-controlled encode reports, as printed.
