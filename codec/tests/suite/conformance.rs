@@ -138,3 +138,57 @@ fn huge_claimed_size_with_tiny_payloads_is_rejected_up_front() {
         assert!(err.contains("too few for the symbols"), "{err}");
     }
 }
+
+/// A payload that is garbage behind a valid container (correct CRC, consistent header), as a
+/// crafted file would be: the decoder must return an image or an error for each, never panic,
+/// whatever symbols, escapes and entropy parameters the garbage decodes to.
+#[test]
+fn garbage_payloads_in_valid_containers_never_panic() {
+    let model = synthetic();
+    let (bytes, _) = backend::run(
+        cpu_backends()[0],
+        Encode(model.clone(), picture(64, 64, 3, 8), 4.0),
+    )
+    .unwrap();
+    let stream = bitstream::read(&bytes).unwrap();
+    let Payload::Single(payload) = stream.payload else {
+        panic!("the encoder writes version {}", bitstream::VERSION)
+    };
+    // xorshift64: the cases are the same on every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    let (mut rejected, mut decoded) = (0, 0);
+    for case in 0..96 {
+        let mut p = payload.to_vec();
+        match case % 4 {
+            0 => {
+                let at = next(p.len());
+                p[at] = next(256) as u8;
+            }
+            1 => {
+                let at = next(p.len());
+                let end = (at + 1 + next(8)).min(p.len());
+                p[at..end].fill(if case % 8 == 1 { 0xff } else { 0 });
+            }
+            // Whole 32-bit words, the coder's unit, so that the garbage reaches the symbols.
+            2 => p.truncate(4 * (1 + next(p.len() / 4))),
+            _ => p.extend((0..4 * (1 + next(16))).map(|_| next(256) as u8)),
+        }
+        let forged = bitstream::write(&stream.header, Default::default(), &p).unwrap();
+        match backend::run(cpu_backends()[0], Decode(model.clone(), forged)).unwrap() {
+            Ok((image, _)) => {
+                assert_eq!((image.width, image.height), (64, 64), "case {case}");
+                decoded += 1;
+            }
+            Err(_) => rejected += 1,
+        }
+    }
+    // Nearly all garbage is caught by the coder (escapes out of range, data left over or
+    // missing at the end), after the symbols before it went through the entropy parameters.
+    assert!(rejected > 80, "{rejected} rejected, {decoded} decoded");
+}
