@@ -7,7 +7,8 @@
 # in $OUT what comes back: the exported model (f16, ~13 MB), the training log and the bench
 # table. BACKEND=tch runs the same thing on the CPU, to try the recipe without a GPU.
 # PRECISION=bf16 trains with the transforms in bf16 (train/GPU.md, "bf16 transforms"); the bench
-# times both precisions either way, the one trained with first.
+# times both precisions either way, the one trained with first. It trains at batch 32 where the
+# bench shows that gives 1.2 times batch 16's images per second, else at 16.
 set -euo pipefail
 minutes=${1:?usage: scripts/gpu-train.sh MINUTES [ember-train run flags]}
 shift
@@ -27,23 +28,38 @@ bench_steps=${BENCH_STEPS:-20}
 precision=${PRECISION:-full}
 other=bf16
 [ "$precision" = full ] || other=full
+bench() {
+    "$bin" bench --backend "$backend" --batch "$1" --crop 256 --steps "$bench_steps" --precision "$2"
+}
 {
-    "$bin" bench --backend "$backend" --batch 16 --crop 256 --steps "$bench_steps" --precision "$precision"
-    "$bin" bench --backend "$backend" --batch 16 --crop 256 --steps "$bench_steps" --precision "$other" | tail -n 1
+    bench 16 "$precision"
+    bench 32 "$precision" | tail -n 1
+    bench 16 "$other" | tail -n 1
     for p in full bf16; do
         python3 train/bench/pytorch_step.py --device "$device" --batch 16 --crop 256 \
             --steps "$bench_steps" --precision "$p" | tail -n 1
     done
 } | tee "$out/bench.md"
+# On the H200 a batch-16 step waited on the host issuing its many small operations (0.071 s
+# against plain PyTorch's 0.042 s for the same network), so a larger batch may cost little more
+# time per step: train at 32 where it gives at least 1.2 times the images per second.
+row() { awk -F'|' -v r="$1" -v f="$2" 'NR == r { gsub(/ /, "", $f); print $f }' "$out/bench.md"; }
+batch=16
+chosen=3
+if python3 -c 'import sys; sys.exit(not float(sys.argv[2]) >= 1.2 * float(sys.argv[1]))' \
+    "$(row 3 7)" "$(row 4 7)"; then
+    batch=32
+    chosen=4
+fi
 # The cosine schedule has to finish inside the session: an export taken at the peak learning
 # rate codes much worse than one taken after the decay (on the CPU, 400 decaying steps from a
 # constant-rate checkpoint gained 1.1 dB at quality 4). So the step count is what the measured
 # step time allows in 85% of MINUTES (the rest covers start-up and data loading).
-s_per_step=$(awk -F'|' 'NR == 3 { print $6 }' "$out/bench.md")
+s_per_step=$(row "$chosen" 6)
 steps=$(python3 -c 'import sys; print(max(50, int(float(sys.argv[1]) * 60 * 0.85 / float(sys.argv[2]))))' \
     "$minutes" "$s_per_step")
 warmup=$((steps / 10 < 200 ? steps / 10 : 200))
-echo "schedule: $steps steps ($s_per_step s/step measured), $warmup warm-up, cosine to 5%"
+echo "schedule: $steps steps of $batch ($s_per_step s/step measured), $warmup warm-up, cosine to 5%"
 # Each leg draws its crops from a seed taken from the weights it starts from: reproducible from
 # the shipped file, yet two legs in one session do not see the same sequence of crops.
 seed=$((16#$(sha256sum models/ember-mrc-v1.safetensors | cut -c1-12)))
@@ -51,7 +67,7 @@ run=${TMPDIR:-/tmp}/ember-run
 rm -rf "$run"
 # Kodak does not travel: validation is off here and runs on the returned model instead.
 "$bin" run --run "$run" --backend "$backend" --data gpu/train-pack --val "$run/no-validation" \
-    --init models/ember-mrc-v1.safetensors --minutes "$minutes" --batch 16 --crop 256 \
+    --init models/ember-mrc-v1.safetensors --minutes "$minutes" --batch "$batch" --crop 256 \
     --max-short 256 --lr 2e-4 --warmup "$warmup" --steps "$steps" --seed "$seed" \
     --checkpoint-minutes 1000 --precision "$precision" "$@"
 "$bin" export "$run" -o "$out/ember-mrc-v1.safetensors"
