@@ -8,6 +8,7 @@ mod optim;
 mod rng;
 mod settings;
 mod trainer;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -27,9 +27,10 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub backend: Option<BackendKind>,
     /// What the analysis and synthesis transforms compute in: bf16 takes a step 0.54 of the
-    /// time on a CPU with AVX-512-BF16, at a small cost per step (train/GPU.md); parameters,
-    /// optimizer and entropy model stay f32. LibTorch only; may change on --resume
-    /// [default: full, or the resumed run's].
+    /// time on a CPU with AVX-512-BF16, at a small cost per step, and is unstable above a
+    /// peak --lr of about 5e-5 (at 8e-5 it wrecked the shipped model within 100 steps where
+    /// f32 did not; train/GPU.md); parameters, optimizer and entropy model stay f32.
+    /// LibTorch only; may change on --resume [default: full, or the resumed run's].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// Stop after this many minutes (checkpointing first); the schedule continues on --resume.
@@ -53,7 +54,8 @@ pub struct RunArgs {
     /// How many validation images to use, the first in sorted order [default: 3].
     #[arg(long)]
     pub val_images: Option<usize>,
-    /// Steps between validations [default: 2000].
+    /// Steps between validations, which also stop a run whose model falls apart (its cost at
+    /// a quality rising to 1.5 times the best seen); one runs at the start [default: 500].
     #[arg(long)]
     pub val_every: Option<u64>,
     /// Minutes between checkpoints [default: 10].
@@ -172,7 +174,7 @@ impl RunArgs {
             warmup: self.warmup.unwrap_or(1000),
             clip: self.clip.unwrap_or(1.0),
             checkpoint_minutes: self.checkpoint_minutes.unwrap_or(10.0),
-            val_every: self.val_every.unwrap_or(2000),
+            val_every: self.val_every.unwrap_or(500),
             minutes: self.minutes,
             precision: self.precision.unwrap_or_default(),
             seed: self.seed.unwrap_or(1),

@@ -1,6 +1,7 @@
 //! The training loop: rate-distortion loss over random crops, λ sampled per batch across the
 //! quality levels, Adam with warm-up and cosine decay, gradient clipping, a NaN/inf guard,
-//! periodic validation in real coded bytes, and time-based checkpoints.
+//! periodic validation in real coded bytes that stops a run whose model falls apart, and
+//! time-based checkpoints.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::data::{self, Dataset};
 use crate::latents::{Crops, LatentCache};
 use crate::optim::FlatAdam;
 use crate::rng::Rng;
+use crate::watch::Watch;
 
 /// Everything a run is configured by; stored in every checkpoint.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -342,6 +344,38 @@ pub fn train<B: AutodiffBackend>(
         .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
     let mut skipped = 0u64;
     let step = Step;
+    // Validates, logs, and stops the run if the model has fallen apart ([`Watch`]). The first
+    // validation, of the model the run starts or resumes from, is the baseline.
+    let validating = !val.is_empty() && config.val_every > 0;
+    let mut watch = Watch::default();
+    let mut validation =
+        |model: &Model<B::InnerBackend>, at: u64, log: &mut Log, bar: &ProgressBar| match validate(
+            model, &val, &device,
+        ) {
+            Ok(points) => {
+                let pts: Vec<_> = points
+                    .iter()
+                    .map(|(q, b, p)| serde_json::json!({"quality": q, "bpp": b, "psnr": p}))
+                    .collect();
+                bar.println(format!(
+                    "step {at}: validation {}",
+                    points
+                        .iter()
+                        .map(|(q, b, p)| format!("q{q}: {b:.3} bpp {p:.2} dB"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                log.write(serde_json::json!({"step": at, "validation": pts}));
+                watch.check(at, &points)
+            }
+            Err(e) => {
+                bar.println(format!("step {at}: validation failed: {e}"));
+                Ok(())
+            }
+        };
+    if validating {
+        validation(&model.valid(), state.step, &mut log, &bar)?;
+    }
 
     while state.step < config.steps
         && !STOP.load(Ordering::Relaxed)
@@ -396,27 +430,8 @@ pub fn train<B: AutodiffBackend>(
         }
         bar.set_position(state.step);
 
-        if !val.is_empty() && config.val_every > 0 && state.step % config.val_every == 0 {
-            let inner = model.valid();
-            match validate(&inner, &val, &device) {
-                Ok(points) => {
-                    let pts: Vec<_> = points
-                        .iter()
-                        .map(|(q, b, p)| serde_json::json!({"quality": q, "bpp": b, "psnr": p}))
-                        .collect();
-                    bar.println(format!(
-                        "step {}: validation {}",
-                        state.step,
-                        points
-                            .iter()
-                            .map(|(q, b, p)| format!("q{q}: {b:.3} bpp {p:.2} dB"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                    log.write(serde_json::json!({"step": state.step, "validation": pts}));
-                }
-                Err(e) => bar.println(format!("step {}: validation failed: {e}", state.step)),
-            }
+        if validating && state.step % config.val_every == 0 {
+            validation(&model.valid(), state.step, &mut log, &bar)?;
         }
         if last_ckpt.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 {
             state.rng = rng;
