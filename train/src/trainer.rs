@@ -123,6 +123,52 @@ pub fn validate<B: burn::tensor::backend::Backend>(
     Ok(out)
 }
 
+/// Consecutive batches with a non-finite loss after which a run stops: a model that gives
+/// that many different batches no finite loss is broken, not unlucky.
+const SKIPS_IN_A_ROW: u64 = 20;
+
+/// The run's validation images and the [`Watch`] over what they give.
+struct Validation {
+    images: Vec<Planar>,
+    watch: Watch,
+}
+
+impl Validation {
+    /// Validates `model` at step `at`, prints and logs the points, and hands them to the
+    /// watch, whose error (the model has fallen apart) stops the run. A validation that fails
+    /// to code is reported and skipped.
+    fn run<B: burn::tensor::backend::Backend>(
+        &mut self,
+        model: &Model<B>,
+        device: &B::Device,
+        at: u64,
+        log: &mut Log,
+        bar: &ProgressBar,
+    ) -> Result<(), String> {
+        let points = match validate(model, &self.images, device) {
+            Ok(points) => points,
+            Err(e) => {
+                bar.println(format!("step {at}: validation failed: {e}"));
+                return Ok(());
+            }
+        };
+        bar.println(format!(
+            "step {at}: validation {}",
+            points
+                .iter()
+                .map(|(q, b, p)| format!("q{q}: {b:.3} bpp {p:.2} dB"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let pts: Vec<_> = points
+            .iter()
+            .map(|(q, b, p)| serde_json::json!({"quality": q, "bpp": b, "psnr": p}))
+            .collect();
+        log.write(serde_json::json!({"step": at, "validation": pts}));
+        self.watch.check(at, &points)
+    }
+}
+
 /// Adam over all parameters at once, gradients clipped to a joint norm of `clip`
 /// ([`FlatAdam`]).
 pub fn optimizer<B: AutodiffBackend>(clip: f32) -> FlatAdam<B> {
@@ -342,39 +388,16 @@ pub fn train<B: AutodiffBackend>(
     let deadline = config
         .minutes
         .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
-    let mut skipped = 0u64;
+    let (mut skipped, mut skipped_in_a_row) = (0u64, 0u64);
     let step = Step;
-    // Validates, logs, and stops the run if the model has fallen apart ([`Watch`]). The first
-    // validation, of the model the run starts or resumes from, is the baseline.
-    let validating = !val.is_empty() && config.val_every > 0;
-    let mut watch = Watch::default();
-    let mut validation =
-        |model: &Model<B::InnerBackend>, at: u64, log: &mut Log, bar: &ProgressBar| match validate(
-            model, &val, &device,
-        ) {
-            Ok(points) => {
-                let pts: Vec<_> = points
-                    .iter()
-                    .map(|(q, b, p)| serde_json::json!({"quality": q, "bpp": b, "psnr": p}))
-                    .collect();
-                bar.println(format!(
-                    "step {at}: validation {}",
-                    points
-                        .iter()
-                        .map(|(q, b, p)| format!("q{q}: {b:.3} bpp {p:.2} dB"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                log.write(serde_json::json!({"step": at, "validation": pts}));
-                watch.check(at, &points)
-            }
-            Err(e) => {
-                bar.println(format!("step {at}: validation failed: {e}"));
-                Ok(())
-            }
-        };
-    if validating {
-        validation(&model.valid(), state.step, &mut log, &bar)?;
+    // The first validation, of the model the run starts or resumes from, is the baseline
+    // that later ones are held to.
+    let mut validation = (config.val_every > 0 && !val.is_empty()).then(|| Validation {
+        images: val,
+        watch: Watch::default(),
+    });
+    if let Some(v) = &mut validation {
+        v.run(&model.valid(), &device, state.step, &mut log, &bar)?;
     }
 
     while state.step < config.steps
@@ -409,10 +432,20 @@ pub fn train<B: AutodiffBackend>(
         model = next;
         let Some((loss_v, mse_v, bpp_v)) = stats else {
             skipped += 1;
+            skipped_in_a_row += 1;
             log.write(serde_json::json!({"step": state.step, "skipped": "non-finite loss", "level": level, "skipped_total": skipped}));
             state.step += 1;
+            // A skipped batch leaves the model as it was, so a model that gives every batch a
+            // non-finite loss would skip to the end of the schedule.
+            if skipped_in_a_row == SKIPS_IN_A_ROW {
+                return Err(format!(
+                    "training diverged: the {SKIPS_IN_A_ROW} batches up to step {} all gave a non-finite loss; stopped without writing a checkpoint. Lower --lr, or train with --precision full",
+                    state.step
+                ));
+            }
             continue;
         };
+        skipped_in_a_row = 0;
         state.step += 1;
         state.images += config.batch as u64;
         window.1 += config.batch as u64;
@@ -430,8 +463,11 @@ pub fn train<B: AutodiffBackend>(
         }
         bar.set_position(state.step);
 
-        if validating && state.step % config.val_every == 0 {
-            validation(&model.valid(), state.step, &mut log, &bar)?;
+        if let Some(v) = validation
+            .as_mut()
+            .filter(|_| state.step % config.val_every == 0)
+        {
+            v.run(&model.valid(), &device, state.step, &mut log, &bar)?;
         }
         if last_ckpt.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 {
             state.rng = rng;

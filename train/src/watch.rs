@@ -36,6 +36,18 @@ impl Watch {
         }
         for (&point, best) in points.iter().zip(&mut self.best) {
             let now = cost(point);
+            if !now.is_finite() {
+                return Err(format!(
+                    "training diverged: at step {step} the validation at quality {q} decodes to \
+                     a PSNR of {psnr} dB at {bpp:.3} bpp; stopped without writing a checkpoint \
+                     (those written after step {at} may hold the diverged model). Lower --lr, or \
+                     train with --precision full",
+                    q = point.0,
+                    psnr = point.2,
+                    bpp = point.1,
+                    at = best.1,
+                ));
+            }
             if now > RISE * best.0 {
                 return Err(format!(
                     "training diverged: at step {step} the validation at quality {q} costs \
@@ -96,6 +108,17 @@ mod tests {
         watch.check(500, &points(0.0)).unwrap();
         // Back to where it started is a collapse from where it got to.
         assert!(watch.check(1000, &points(-15.0)).is_err());
+    }
+
+    #[test]
+    fn a_reconstruction_without_a_psnr_is_a_collapse() {
+        // A wrecked model decodes to NaN pixels: NaN compares false with any threshold.
+        let mut watch = Watch::default();
+        watch.check(0, &points(0.0)).unwrap();
+        let mut wrecked = points(0.0);
+        wrecked[1].2 = f64::NAN;
+        let err = watch.check(1, &wrecked).unwrap_err();
+        assert!(err.contains("quality 4 decodes to a PSNR of NaN"), "{err}");
     }
 
     #[test]

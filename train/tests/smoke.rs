@@ -212,6 +212,42 @@ fn tiny_run_checkpoints_resumes_and_exports() {
         let ratio = gain[7 * 192 + c] / gain[c];
         assert!((ratio - 10.0).abs() < 1e-3, "q8/q1 gain ratio {ratio}");
     }
+    // A learning rate that wrecks the model: a validation after the first steps costs far
+    // more than the one at the start, and the run stops with an error, writing no checkpoint.
+    let wrecked = dir.path().join("wrecked");
+    let mut args = vec!["run", "--init", model.to_str().unwrap()];
+    args.extend(common.iter().map(|a| {
+        if *a == run.to_str().unwrap() {
+            wrecked.to_str().unwrap()
+        } else {
+            a
+        }
+    }));
+    args.extend(["--lr", "1", "--steps", "6", "--val-every", "1"]);
+    let out = train(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("training diverged: at step 1 the validation"),
+        "{err}"
+    );
+    assert!(!wrecked.join("checkpoints").join("latest").exists());
+    // Without validation the wrecked model's batches all give a non-finite loss, and the run
+    // stops after 20 of them instead of skipping to the end of its schedule.
+    std::fs::remove_dir_all(&wrecked).unwrap();
+    args.extend(["--steps", "100", "--val-every", "0"]);
+    let out = train(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the 20 batches up to step 21 all gave a non-finite loss"),
+        "{err}"
+    );
+    // The last checkpoint is the periodic one after the wrecking step (written every step
+    // here), not one of the stop.
+    let latest = std::fs::read_to_string(wrecked.join("checkpoints").join("latest")).unwrap();
+    assert_eq!(latest.trim(), "step-00000001");
+
     let file = ModelFile::load(&model).unwrap();
     let img = picture(40, 24, 1.0);
     let (bytes, rec) = backend::run(
