@@ -25,7 +25,7 @@ use crate::data::{self, Dataset};
 use crate::latents::{Crops, LatentCache};
 use crate::optim::FlatAdam;
 use crate::rng::Rng;
-use crate::watch::Watch;
+use crate::watch::{self, Watch};
 
 /// Everything a run is configured by; stored in every checkpoint.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -438,9 +438,12 @@ pub fn train<B: AutodiffBackend>(
             // A skipped batch leaves the model as it was, so a model that gives every batch a
             // non-finite loss would skip to the end of the schedule.
             if skipped_in_a_row == SKIPS_IN_A_ROW {
-                return Err(format!(
-                    "training diverged: the {SKIPS_IN_A_ROW} batches up to step {} all gave a non-finite loss; stopped without writing a checkpoint. Lower --lr, or train with --precision full",
-                    state.step
+                return Err(watch::diverged(
+                    format!(
+                        "the {SKIPS_IN_A_ROW} batches up to step {} all gave a non-finite loss",
+                        state.step
+                    ),
+                    None,
                 ));
             }
             continue;

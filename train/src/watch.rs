@@ -28,36 +28,32 @@ fn cost((q, bpp, psnr): (f32, f64, f64)) -> f64 {
 
 impl Watch {
     /// Takes the validation at `step` (per quality: quality, bpp, PSNR dB); an error names the
-    /// quality whose cost rose to [`RISE`] times its best and the step of that best.
+    /// quality whose cost is not finite or rose to [`RISE`] times its best, and the step of
+    /// that best. The first validation is the baseline.
     pub fn check(&mut self, step: u64, points: &[(f32, f64, f64)]) -> Result<(), String> {
         if self.best.is_empty() {
-            self.best = points.iter().map(|&p| (cost(p), step)).collect();
-            return Ok(());
+            self.best = vec![(f64::INFINITY, step); points.len()];
         }
         for (&point, best) in points.iter().zip(&mut self.best) {
+            let (q, bpp, psnr) = point;
             let now = cost(point);
             if !now.is_finite() {
-                return Err(format!(
-                    "training diverged: at step {step} the validation at quality {q} decodes to \
-                     a PSNR of {psnr} dB at {bpp:.3} bpp; stopped without writing a checkpoint \
-                     (those written after step {at} may hold the diverged model). Lower --lr, or \
-                     train with --precision full",
-                    q = point.0,
-                    psnr = point.2,
-                    bpp = point.1,
-                    at = best.1,
+                return Err(diverged(
+                    format!(
+                        "at step {step} the validation at quality {q} decodes to a PSNR of {psnr} dB at {bpp:.3} bpp"
+                    ),
+                    best.0.is_finite().then_some(best.1),
                 ));
             }
             if now > RISE * best.0 {
-                return Err(format!(
-                    "training diverged: at step {step} the validation at quality {q} costs \
-                     {now:.3} (bpp + λ·255²·MSE), {ratio:.1} times its best of {b:.3} at step \
-                     {at}; stopped without writing a checkpoint (those written after step {at} \
-                     may hold the diverged model). Lower --lr, or train with --precision full",
-                    q = point.0,
-                    ratio = now / best.0,
-                    b = best.0,
-                    at = best.1,
+                return Err(diverged(
+                    format!(
+                        "at step {step} the validation at quality {q} costs {now:.3} (bpp + λ·255²·MSE), {ratio:.1} times its best of {b:.3} at step {at}",
+                        ratio = now / best.0,
+                        b = best.0,
+                        at = best.1,
+                    ),
+                    Some(best.1),
                 ));
             }
             if now < best.0 {
@@ -66,6 +62,17 @@ impl Watch {
         }
         Ok(())
     }
+}
+
+/// The error that stops a diverged run: `what` happened; checkpoints written after step
+/// `good` (the last known good model), if known, may hold the diverged one.
+pub fn diverged(what: String, good: Option<u64>) -> String {
+    let since = good.map_or(String::new(), |at| {
+        format!(" (those written after step {at} may hold the diverged model)")
+    });
+    format!(
+        "training diverged: {what}; stopped without writing a checkpoint{since}. Lower --lr, or train with --precision full"
+    )
 }
 
 #[cfg(test)]
@@ -119,6 +126,15 @@ mod tests {
         wrecked[1].2 = f64::NAN;
         let err = watch.check(1, &wrecked).unwrap_err();
         assert!(err.contains("quality 4 decodes to a PSNR of NaN"), "{err}");
+    }
+
+    #[test]
+    fn a_baseline_without_a_psnr_is_a_collapse_too() {
+        // A NaN baseline would compare false with everything after it and silence the watch.
+        let mut wrecked = points(0.0);
+        wrecked[0].2 = f64::NAN;
+        let err = Watch::default().check(0, &wrecked).unwrap_err();
+        assert!(err.contains("quality 1 decodes to a PSNR of NaN"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,19 @@ fn resume(run: &Path, steps: &str) -> std::process::Output {
     ])
 }
 
+/// The arguments `args` with the run folder `run` replaced by `other`.
+fn with_run<'a>(args: &[&'a str], run: &Path, other: &'a Path) -> Vec<&'a str> {
+    args.iter()
+        .map(|&a| {
+            if Path::new(a) == run {
+                other.to_str().unwrap()
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
 fn steps_logged(run: &Path) -> Vec<u64> {
     std::fs::read_to_string(run.join("log.jsonl"))
         .unwrap()
@@ -172,13 +185,7 @@ fn tiny_run_checkpoints_resumes_and_exports() {
         let run2 = dir.path().join(name);
         let mut args = vec!["run", "--steps", "0", "--init", model.to_str().unwrap()];
         args.extend_from_slice(extra);
-        args.extend(common.iter().map(|a| {
-            if *a == run.to_str().unwrap() {
-                run2.to_str().unwrap()
-            } else {
-                a
-            }
-        }));
+        args.extend(with_run(&common, &run, &run2));
         let out = train(&args);
         assert!(
             out.status.success(),
@@ -216,13 +223,7 @@ fn tiny_run_checkpoints_resumes_and_exports() {
     // more than the one at the start, and the run stops with an error, writing no checkpoint.
     let wrecked = dir.path().join("wrecked");
     let mut args = vec!["run", "--init", model.to_str().unwrap()];
-    args.extend(common.iter().map(|a| {
-        if *a == run.to_str().unwrap() {
-            wrecked.to_str().unwrap()
-        } else {
-            a
-        }
-    }));
+    args.extend(with_run(&common, &run, &wrecked));
     args.extend(["--lr", "1", "--steps", "6", "--val-every", "1"]);
     let out = train(&args);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -122,8 +122,7 @@ fn coded_64x64() -> (codec::weights::ModelFile, bitstream::Header, Vec<u8>) {
 /// in either format version.
 #[test]
 fn huge_claimed_size_with_tiny_payloads_is_rejected_up_front() {
-    let (model, header, payload) = coded_64x64();
-    let mut header = header;
+    let (model, mut header, payload) = coded_64x64();
     header.width = 16384;
     header.height = 16384;
     let forged_v2 = bitstream::write(&header, Default::default(), &payload).unwrap();
