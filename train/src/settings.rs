@@ -27,9 +27,9 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub backend: Option<BackendKind>,
     /// What the analysis and synthesis transforms compute in: bf16 takes a step 0.54 of the
-    /// time on a CPU with AVX-512-BF16, at a small cost per step, and is unstable above a
-    /// peak --lr of about 5e-5 (at 8e-5 it wrecked the shipped model within 100 steps where
-    /// f32 did not; train/GPU.md); parameters, optimizer and entropy model stay f32.
+    /// time on a CPU with AVX-512-BF16, at a small cost per step, but is not stable from the
+    /// shipped model: at a peak --lr of 8e-5, and again at 5e-5, it wrecked it within 150
+    /// steps where f32 did not (train/GPU.md); parameters, optimizer and entropy model stay f32.
     /// LibTorch only; may change on --resume [default: full, or the resumed run's].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
