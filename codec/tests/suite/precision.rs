@@ -13,6 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 use codec::image_io::Planar;
 use codec::model::{Model, Precision};
 use codec::weights::ModelFile;
+use rusty_fork::rusty_fork_test;
 
 type B = Autodiff<LibTorch>;
 
@@ -42,8 +43,11 @@ impl ModuleVisitor<B> for Grads<'_> {
 }
 
 /// The training loss at quality 4 and every parameter's gradient. The rate's noise comes
-/// from LibTorch's generator, seeded alike for both passes (this file holds one test, so no
-/// other thread draws from it meanwhile).
+/// from LibTorch's generator, seeded alike for both passes. That generator is process-wide and
+/// every tch model built anywhere in the suite draws from it while initialising, so the test
+/// runs in a process of its own (below): sharing one, a concurrent test's draws between the
+/// seed and the noise gave the two passes different noise and the factorized bottleneck's
+/// biases gradient cosines of 0.18-0.34 in two of three runs of the CI command.
 fn loss_and_grads(model: &Model<B>, x: Tensor<B, 4>) -> (f64, Vec<(String, Vec<f32>)>) {
     B::seed(&LibTorchDevice::Cpu, 5);
     let loss = model.forward(x.clone(), 4.0, true).rd_loss(x, 0.013).loss;
@@ -68,42 +72,44 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (norm(a) * norm(b))
 }
 
-#[test]
-fn bf16_transforms_follow_the_f32_gradient() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let device = LibTorchDevice::Cpu;
-    let model = ModelFile::load(&root.join("models/ember-mrc-v1.safetensors"))
-        .unwrap()
-        .to_burn::<B>(&device)
-        .unwrap();
-    let image = Planar::load(&root.join("testdata/golden/rgb-130x70-q8.png")).unwrap();
-    let (pixels, w, h) = image.padded(64);
-    let x = Tensor::<B, 4>::from_data(TensorData::new(pixels, [1, 3, h, w]), &device);
+rusty_fork_test! {
+    #[test]
+    fn bf16_transforms_follow_the_f32_gradient() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let device = LibTorchDevice::Cpu;
+        let model = ModelFile::load(&root.join("models/ember-mrc-v1.safetensors"))
+            .unwrap()
+            .to_burn::<B>(&device)
+            .unwrap();
+        let image = Planar::load(&root.join("testdata/golden/rgb-130x70-q8.png")).unwrap();
+        let (pixels, w, h) = image.padded(64);
+        let x = Tensor::<B, 4>::from_data(TensorData::new(pixels, [1, 3, h, w]), &device);
 
-    let (loss_full, full) = loss_and_grads(&model, x.clone());
-    let (loss_half, half) = loss_and_grads(&model.clone().with_precision(Precision::Bf16), x);
-    // Close, and not equal: the bf16 pass did run in bf16.
-    assert!(
-        (loss_half - loss_full).abs() < 0.01 * loss_full && loss_half != loss_full,
-        "loss {loss_half} in bf16 against {loss_full} in f32"
-    );
-    assert_eq!(full.len(), half.len());
-    let all = |g: &[(String, Vec<f32>)]| g.iter().flat_map(|(_, v)| v.clone()).collect::<Vec<_>>();
-    let overall = cosine(&all(&full), &all(&half));
-    eprintln!("loss {loss_full:.5} / {loss_half:.5}, gradient cosine {overall:.6}");
-    assert!(overall > 0.999, "gradient cosine {overall}");
-    // Each tensor follows its own f32 direction too, not only the sum of them. (Measured
-    // here: 0.980 at worst, the first synthesis GDN's γ; a latent that bf16 moves across a
-    // rounding edge changes what the synthesis sees by a whole step, so agreement is not
-    // exact even where the arithmetic hardly differs.)
-    let (worst, name) = full
-        .iter()
-        .zip(&half)
-        .map(|((name, f), (_, h))| (cosine(f, h), name))
-        .fold(
-            (f64::INFINITY, ""),
-            |a, (c, n)| if c < a.0 { (c, n) } else { a },
+        let (loss_full, full) = loss_and_grads(&model, x.clone());
+        let (loss_half, half) = loss_and_grads(&model.clone().with_precision(Precision::Bf16), x);
+        // Close, and not equal: the bf16 pass did run in bf16.
+        assert!(
+            (loss_half - loss_full).abs() < 0.01 * loss_full && loss_half != loss_full,
+            "loss {loss_half} in bf16 against {loss_full} in f32"
         );
-    eprintln!("worst tensor: {name}, cosine {worst:.4}");
-    assert!(worst > 0.95, "{name}: gradient cosine {worst}");
+        assert_eq!(full.len(), half.len());
+        let all = |g: &[(String, Vec<f32>)]| g.iter().flat_map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        let overall = cosine(&all(&full), &all(&half));
+        eprintln!("loss {loss_full:.5} / {loss_half:.5}, gradient cosine {overall:.6}");
+        assert!(overall > 0.999, "gradient cosine {overall}");
+        // Each tensor follows its own f32 direction too, not only the sum of them. (Measured
+        // here: 0.980 at worst, the first synthesis GDN's γ; a latent that bf16 moves across a
+        // rounding edge changes what the synthesis sees by a whole step, so agreement is not
+        // exact even where the arithmetic hardly differs.)
+        let (worst, name) = full
+            .iter()
+            .zip(&half)
+            .map(|((name, f), (_, h))| (cosine(f, h), name))
+            .fold(
+                (f64::INFINITY, ""),
+                |a, (c, n)| if c < a.0 { (c, n) } else { a },
+            );
+        eprintln!("worst tensor: {name}, cosine {worst:.4}");
+        assert!(worst > 0.95, "{name}: gradient cosine {worst}");
+    }
 }
