@@ -18,6 +18,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::model::Model;
+use crate::model::post_filter::is_post_filter_tensor;
 use crate::zoo::ModelId;
 
 /// Tensors with more elements than this are stored as f16.
@@ -293,9 +294,18 @@ impl ModelFile {
         Ok(&t.data)
     }
 
+    /// Does the file hold a post-filter (tensors `post.*`)? Files written before it existed,
+    /// and the synthetic conformance model, do not, and decode exactly as they always did.
+    pub fn has_post_filter(&self) -> bool {
+        self.tensors.keys().any(|n| is_post_filter_tensor(n))
+    }
+
     /// Builds the Burn model on `device` with these weights.
     pub fn to_burn<B: Backend>(&self, device: &B::Device) -> Result<Model<B>, WeightsError> {
         let mut model = Model::new(device);
+        if self.has_post_filter() {
+            model = model.with_post_filter();
+        }
         let snapshots = self
             .tensors
             .iter()
@@ -347,5 +357,24 @@ mod tests {
         assert_eq!(back.factorized, file.factorized);
         let rebuilt = back.to_burn::<NdArray>(&dev).unwrap();
         assert_eq!(ModelFile::from_model(&rebuilt).hash, file.hash);
+        assert!(rebuilt.post.is_none());
+    }
+
+    #[test]
+    fn a_post_filter_travels_with_the_weights_and_only_when_present() {
+        let dev = Default::default();
+        let plain = ModelFile::from_model(&Model::<NdArray>::new(&dev));
+        assert!(!plain.has_post_filter());
+        let file = ModelFile::from_model(&Model::<NdArray>::new(&dev).with_post_filter());
+        assert!(file.has_post_filter());
+        assert_ne!(file.hash, plain.hash);
+        let rebuilt = file.to_burn::<NdArray>(&dev).unwrap();
+        assert!(rebuilt.post.is_some());
+        assert_eq!(ModelFile::from_model(&rebuilt).hash, file.hash);
+        // A file missing one of the filter's tensors is refused, not half-loaded.
+        let mut broken = file.clone();
+        broken.tensors.remove("post.c2.weight");
+        let err = broken.to_burn::<NdArray>(&dev).unwrap_err().to_string();
+        assert!(err.contains("post.c2.weight"), "{err}");
     }
 }

@@ -104,7 +104,10 @@ pub fn load_model<B: burn::tensor::backend::Backend>(
     ckpt: &Path,
     device: &B::Device,
 ) -> Result<Model<B>, String> {
+    // Built with a post-filter, which loading drops again when the checkpoint has none
+    // (Burn loads an `Option` module only where both sides have it).
     Model::new(device)
+        .with_post_filter()
         .load_file(ckpt.join("model"), &recorder(), device)
         .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
 }

@@ -95,6 +95,12 @@ pub struct RunArgs {
     /// 768 KiB at 512²); fixed for a run [default: 4096].
     #[arg(long, requires = "entropy_only")]
     pub latent_crops: Option<usize>,
+    /// Train only the post-filter after the synthesis (added, as the identity, where the
+    /// --init model has none) for distortion, on the frozen model's reconstructions of each
+    /// batch, at the batch's quality; the rest of the model keeps its values exactly (needs
+    /// --init); fixed for a run.
+    #[arg(long, requires = "init", conflicts_with = "entropy_only")]
+    pub post_filter: bool,
 }
 
 impl RunArgs {
@@ -146,6 +152,7 @@ impl RunArgs {
             precision: self.precision.unwrap_or(old.precision),
             seed: fixed("seed", self.seed, old.seed)?,
             entropy_only: old.entropy_only,
+            post_filter: old.post_filter,
             latent_crops: fixed("latent-crops", self.latent_crops, old.latent_crops)?,
         };
         // What changed on resuming (a longer schedule, another data path) is saved onward.
@@ -179,6 +186,7 @@ impl RunArgs {
             precision: self.precision.unwrap_or_default(),
             seed: self.seed.unwrap_or(1),
             entropy_only: self.entropy_only,
+            post_filter: self.post_filter,
             latent_crops: if self.entropy_only {
                 self.latent_crops.unwrap_or(4096)
             } else {

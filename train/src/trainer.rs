@@ -62,6 +62,10 @@ pub struct Config {
     pub entropy_only: bool,
     #[serde(default)]
     pub latent_crops: usize,
+    /// Train only the post-filter, for distortion, on what the frozen model reconstructs of
+    /// each batch ([`Step::run_post_filter`]); every other weight keeps its value exactly.
+    #[serde(default)]
+    pub post_filter: bool,
 }
 
 impl Config {
@@ -230,6 +234,39 @@ impl Step {
         let (model, stats) = descend(model, optim, bpp, Vec::new(), lr, |_| {});
         (model, stats.map(|s| s[0]))
     }
+
+    /// The post-filter's step of a `--post-filter` run: the frozen model (outside autodiff)
+    /// reconstructs the batch as the decoder would, from rounded latents, and the filter
+    /// learns to bring that reconstruction closer to `x`. The loss is the filtered MSE over
+    /// the unfiltered one, so each batch weighs by its relative gain (what PSNR counts) and
+    /// a low quality's large errors do not drown a high one's; below 1 means the filter
+    /// helps. Returns the updated model and `[loss, mse, bpp]`, or `None` for a non-finite
+    /// loss.
+    pub fn run_post_filter<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+        &self,
+        model: Model<B>,
+        optim: &mut O,
+        x: Tensor<B, 4>,
+        level: usize,
+        lr: f64,
+    ) -> (Model<B>, Option<[f64; 3]>) {
+        let q = (level + 1) as f32;
+        let n = x.dims()[0];
+        let [_, _, h, w] = x.dims();
+        let frozen = model.valid();
+        let (y_hat, bits) = frozen.entropy(frozen.analysis(x.clone().inner(), q), false);
+        let bpp = Tensor::from_inner(bits.sum().div_scalar((n * h * w) as f64));
+        let plain = Tensor::<B, 4>::from_inner(frozen.synthesis_transform(y_hat, q));
+        let post = model
+            .post
+            .as_ref()
+            .expect("a post-filter run's model has a filter");
+        let plain_mse = (plain.clone() - x.clone()).powi_scalar(2).mean().detach();
+        let mse = (post.forward(plain, q) - x).powi_scalar(2).mean();
+        let loss = mse.clone() / plain_mse;
+        let (model, stats) = descend(model, optim, loss, vec![mse, bpp], lr, |_| {});
+        (model, stats.map(|s| [s[0], s[1], s[2]]))
+    }
 }
 
 /// Reads `loss` and `extra` back in one device read, and unless the loss is NaN or infinite
@@ -315,9 +352,12 @@ pub fn train<B: AutodiffBackend>(
         }
     };
     // Whatever the model came from, every GDN entry must be able to train (the transforms
-    // of an entropy-only run are frozen and keep their values).
-    if !config.entropy_only {
+    // of an entropy-only or post-filter run are frozen and keep their values).
+    if !config.entropy_only && !config.post_filter {
         model = model.with_trainable_gdn();
+    }
+    if config.post_filter && model.post.is_none() {
+        model = model.with_post_filter();
     }
     model = model.with_precision(config.precision);
     let mut log = Log::open(&config.run)?;
@@ -419,7 +459,11 @@ pub fn train<B: AutodiffBackend>(
                     ),
                     &device,
                 );
-                let (next, stats) = step.run(model, &mut optim, x, level, lr, |_| {});
+                let (next, stats) = if config.post_filter {
+                    step.run_post_filter(model, &mut optim, x, level, lr)
+                } else {
+                    step.run(model, &mut optim, x, level, lr, |_| {})
+                };
                 (next, stats.map(|[l, m, b]| (l, Some(m), b)))
             }
             Source::Latents(cache) => {

@@ -13,6 +13,7 @@ pub mod arch;
 pub mod bottleneck;
 pub mod entropy_model;
 pub mod layers;
+pub mod post_filter;
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
@@ -25,6 +26,7 @@ use bottleneck::Bottleneck;
 use entropy_model::Slice;
 pub use layers::Precision;
 use layers::{Gdn, Up, conv, conv_in, in_dtype};
+use post_filter::{PostFilter, interpolate_levels};
 
 #[derive(Module, Debug)]
 pub struct Analysis<B: Backend> {
@@ -85,6 +87,8 @@ pub struct Model<B: Backend> {
     /// Per-level channel gains on `y` (`[LEVELS, M]`), and their decoder-side inverses.
     pub gain: Param<Tensor<B, 2>>,
     pub inv_gain: Param<Tensor<B, 2>>,
+    /// The full-resolution filter after `g_s` ([`post_filter`]), where the weights have one.
+    pub post: Option<PostFilter<B>>,
     /// What `g_a` and `g_s` compute in (a training choice, not part of the weights; coding
     /// uses [`Precision::Full`]).
     pub precision: Precision,
@@ -157,6 +161,7 @@ impl<B: Backend> Model<B> {
             slices: (0..SLICES.len()).map(|k| Slice::new(k, device)).collect(),
             gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
             inv_gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
+            post: None,
             precision: Precision::Full,
         }
         .with_gain_ladder()
@@ -195,6 +200,12 @@ impl<B: Backend> Model<B> {
         self
     }
 
+    /// The model with a new (identity) post-filter after its synthesis, replacing any it had.
+    pub fn with_post_filter(mut self) -> Self {
+        self.post = Some(PostFilter::new(&self.gain.val().device()));
+        self
+    }
+
     /// Makes every GDN's `γ` trainable in all its entries (see [`Gdn::trainable`]); the
     /// trainer applies it to whatever it starts or resumes from.
     pub fn with_trainable_gdn(mut self) -> Self {
@@ -214,13 +225,8 @@ impl<B: Backend> Model<B> {
             self.inv_gain.val()
         } else {
             self.gain.val()
-        }
-        .abs()
-        .clamp_min(1e-4);
-        let (lo, t) = arch::between_levels(q);
-        let a = table.clone().narrow(0, lo, 1).log().mul_scalar(1.0 - t);
-        let b = table.narrow(0, lo + 1, 1).log().mul_scalar(t);
-        (a + b).exp().reshape([1, M, 1, 1])
+        };
+        interpolate_levels(table, q).reshape([1, M, 1, 1])
     }
 
     /// `y·gain(q)` for images `x` in `[0, 1]`, `[n, 3, H, W]` with sides multiples of 64.
@@ -248,8 +254,18 @@ impl<B: Backend> Model<B> {
         a.c3.forward(h)
     }
 
-    /// Reconstruction from gained `ŷ`.
+    /// Reconstruction from gained `ŷ`: the synthesis transform, then the post-filter if the
+    /// model has one.
     pub fn synthesis(&self, y_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
+        let x_hat = self.synthesis_transform(y_hat, q);
+        match &self.post {
+            Some(post) => post.forward(x_hat, q),
+            None => x_hat,
+        }
+    }
+
+    /// The synthesis transform `g_s` alone (the reconstruction before any post-filter).
+    pub fn synthesis_transform(&self, y_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
         let s = &self.g_s;
         let dtype = y_hat.dtype();
         let h = self.precision.enter(y_hat * self.gain_for(q, true));

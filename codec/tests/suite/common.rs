@@ -82,6 +82,11 @@ pub fn kodak_and_shipped_model() -> Option<(PathBuf, ModelFile)> {
         eprintln!("skipping: Kodak not found at {}", kodak.display());
         return None;
     }
-    let model = ModelFile::load(&root.join("models/ember-mrc-v1.safetensors")).unwrap();
-    Some((kodak, model))
+    Some((kodak, shipped_model()))
+}
+
+/// The shipped model (`models/ember-mrc-v1.safetensors`, committed with the repository).
+pub fn shipped_model() -> ModelFile {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    ModelFile::load(&root.join("models/ember-mrc-v1.safetensors")).unwrap()
 }
