@@ -420,42 +420,82 @@ fn bf16_precision_trains_on_libtorch_only() {
     }
 }
 
+/// What the runs that train one part of a model (`--entropy-only`, `--post-filter`) start
+/// from: a temporary folder with three small training pictures and a fresh model file to
+/// `--init` from, and the `run` arguments they share.
+struct FrozenRun {
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    run: std::path::PathBuf,
+    start: std::path::PathBuf,
+}
+
+impl FrozenRun {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, run) = (dir.path().join("data"), dir.path().join("run"));
+        let start = dir.path().join("start.safetensors");
+        std::fs::create_dir_all(&data).unwrap();
+        for i in 0..3 {
+            picture(80, 72, i as f32)
+                .save_png(&data.join(format!("{i}.png")))
+                .unwrap();
+        }
+        assert!(
+            train(&["init", "-o", start.to_str().unwrap()])
+                .status
+                .success()
+        );
+        Self {
+            dir,
+            data,
+            run,
+            start,
+        }
+    }
+
+    /// `ember-train run` of this run, two 64² crops a step, no validation, plus `extra`.
+    fn run_with(&self, extra: &[&str]) -> std::process::Output {
+        let base = [
+            "run",
+            "--run",
+            self.run.to_str().unwrap(),
+            "--data",
+            self.data.to_str().unwrap(),
+            "--val-every",
+            "0",
+            "--batch",
+            "2",
+            "--crop",
+            "64",
+            "--warmup",
+            "1",
+            "--lr",
+            "1e-3",
+        ];
+        train(&[&base[..], extra].concat())
+    }
+
+    /// The model the run started from and the run's export.
+    fn start_and_export(&self) -> (ModelFile, ModelFile) {
+        let trained = self.dir.path().join("trained.safetensors");
+        let run = self.run.to_str().unwrap();
+        let export = train(&["export", run, "-o", trained.to_str().unwrap()]);
+        assert!(export.status.success());
+        (
+            ModelFile::load(&self.start).unwrap(),
+            ModelFile::load(&trained).unwrap(),
+        )
+    }
+}
+
 /// `--entropy-only` trains the entropy model on cached latents and leaves the transforms and
 /// gains exactly as they were; it needs a model to start from.
 #[test]
 fn entropy_only_run_trains_the_entropy_model_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
-    std::fs::create_dir_all(&data).unwrap();
-    for i in 0..3 {
-        picture(80, 72, i as f32)
-            .save_png(&data.join(format!("{i}.png")))
-            .unwrap();
-    }
-    let start = dir.path().join("start.safetensors");
-    assert!(
-        train(&["init", "-o", start.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let base = [
-        "run",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--val-every",
-        "0",
-        "--batch",
-        "2",
-        "--crop",
-        "64",
-        "--warmup",
-        "1",
-        "--lr",
-        "1e-3",
-    ];
-    let run_with = |extra: &[&str]| train(&[&base[..], extra].concat());
+    let frozen = FrozenRun::new();
+    let (_dir, run, start) = (&frozen.dir, &frozen.run, &frozen.start);
+    let run_with = |extra: &[&str]| frozen.run_with(extra);
 
     let out = run_with(&["--entropy-only", "--steps", "1"]);
     assert!(!out.status.success(), "--entropy-only without --init ran");
@@ -489,10 +529,10 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("caching the latents of 5 crops"), "{err}");
-    assert_eq!(steps_logged(&run), vec![1]);
+    assert_eq!(steps_logged(run), vec![1]);
     // A resumed run stays entropy-only and reads the latents it stored instead of computing
     // them again; a damaged store is computed again, with a warning.
-    let out = resume(&run, "6");
+    let out = resume(run, "6");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && err.contains("latents from"),
@@ -507,7 +547,7 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
         .unwrap()
         .set_len(len - 4)
         .unwrap();
-    let out = resume(&run, "7");
+    let out = resume(run, "7");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success()
@@ -517,21 +557,7 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
     );
     assert_eq!(std::fs::metadata(&store).unwrap().len(), len);
 
-    let trained = dir.path().join("trained.safetensors");
-    assert!(
-        train(&[
-            "export",
-            run.to_str().unwrap(),
-            "-o",
-            trained.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
-    let (before, after) = (
-        ModelFile::load(&start).unwrap(),
-        ModelFile::load(&trained).unwrap(),
-    );
+    let (before, after) = frozen.start_and_export();
     let mut changed = Vec::new();
     for (name, t) in &before.tensors {
         let frozen = name.starts_with("g_a.") || name.starts_with("g_s.") || name.contains("gain");
@@ -555,38 +581,9 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
 /// codes the same symbols into a different reconstruction.
 #[test]
 fn post_filter_run_trains_the_filter_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, run) = (dir.path().join("data"), dir.path().join("run"));
-    std::fs::create_dir_all(&data).unwrap();
-    for i in 0..3 {
-        picture(80, 72, i as f32)
-            .save_png(&data.join(format!("{i}.png")))
-            .unwrap();
-    }
-    let start = dir.path().join("start.safetensors");
-    assert!(
-        train(&["init", "-o", start.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let base = [
-        "run",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--val-every",
-        "0",
-        "--batch",
-        "2",
-        "--crop",
-        "64",
-        "--warmup",
-        "1",
-        "--lr",
-        "1e-3",
-    ];
-    let run_with = |extra: &[&str]| train(&[&base[..], extra].concat());
+    let frozen = FrozenRun::new();
+    let (_dir, run, start) = (&frozen.dir, &frozen.run, &frozen.start);
+    let run_with = |extra: &[&str]| frozen.run_with(extra);
     let out = run_with(&["--post-filter", "--steps", "1"]);
     assert!(!out.status.success(), "--post-filter without --init ran");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
@@ -606,7 +603,7 @@ fn post_filter_run_trains_the_filter_alone() {
     let out = run_with(&[&init[..], &["--post-filter", "--steps", "3"]].concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let out = resume(&run, "5");
+    let out = resume(run, "5");
     assert!(
         out.status.success(),
         "{}",
@@ -616,21 +613,7 @@ fn post_filter_run_trains_the_filter_alone() {
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!(state["config"]["post_filter"], true, "{state}");
 
-    let trained = dir.path().join("trained.safetensors");
-    assert!(
-        train(&[
-            "export",
-            run.to_str().unwrap(),
-            "-o",
-            trained.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
-    let (before, after) = (
-        ModelFile::load(&start).unwrap(),
-        ModelFile::load(&trained).unwrap(),
-    );
+    let (before, after) = frozen.start_and_export();
     assert!(!before.has_post_filter() && after.has_post_filter());
     for (name, t) in &before.tensors {
         assert!(
