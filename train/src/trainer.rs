@@ -251,8 +251,7 @@ impl Step {
         lr: f64,
     ) -> (Model<B>, Option<[f64; 3]>) {
         let q = (level + 1) as f32;
-        let n = x.dims()[0];
-        let [_, _, h, w] = x.dims();
+        let [n, _, h, w] = x.dims();
         let frozen = model.valid();
         let (y_hat, bits) = frozen.entropy(frozen.analysis(x.clone().inner(), q), false);
         let bpp = Tensor::from_inner(bits.sum().div_scalar((n * h * w) as f64));

@@ -476,6 +476,13 @@ impl FrozenRun {
         train(&[&base[..], extra].concat())
     }
 
+    /// A run with `flag` and no `--init` is refused, and the error says what is missing.
+    fn needs_init(&self, flag: &str) {
+        let out = self.run_with(&[flag, "--steps", "1"]);
+        assert!(!out.status.success(), "{flag} without --init ran");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
+    }
+
     /// The model the run started from and the run's export.
     fn start_and_export(&self) -> (ModelFile, ModelFile) {
         let trained = self.dir.path().join("trained.safetensors");
@@ -494,15 +501,11 @@ impl FrozenRun {
 #[test]
 fn entropy_only_run_trains_the_entropy_model_alone() {
     let frozen = FrozenRun::new();
-    let (_dir, run, start) = (&frozen.dir, &frozen.run, &frozen.start);
-    let run_with = |extra: &[&str]| frozen.run_with(extra);
-
-    let out = run_with(&["--entropy-only", "--steps", "1"]);
-    assert!(!out.status.success(), "--entropy-only without --init ran");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
+    let (run, start) = (&frozen.run, &frozen.start);
+    frozen.needs_init("--entropy-only");
 
     for absurd in ["0", "100000000"] {
-        let out = run_with(&[
+        let out = frozen.run_with(&[
             "--entropy-only",
             "--init",
             start.to_str().unwrap(),
@@ -517,7 +520,7 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
             "{err}"
         );
     }
-    let out = run_with(&[
+    let out = frozen.run_with(&[
         "--entropy-only",
         "--init",
         start.to_str().unwrap(),
@@ -582,13 +585,10 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
 #[test]
 fn post_filter_run_trains_the_filter_alone() {
     let frozen = FrozenRun::new();
-    let (_dir, run, start) = (&frozen.dir, &frozen.run, &frozen.start);
-    let run_with = |extra: &[&str]| frozen.run_with(extra);
-    let out = run_with(&["--post-filter", "--steps", "1"]);
-    assert!(!out.status.success(), "--post-filter without --init ran");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
+    let (run, start) = (&frozen.run, &frozen.start);
+    frozen.needs_init("--post-filter");
     let init = ["--init", start.to_str().unwrap()];
-    let out = run_with(
+    let out = frozen.run_with(
         &[
             &init[..],
             &["--post-filter", "--entropy-only", "--steps", "1"],
@@ -600,7 +600,7 @@ fn post_filter_run_trains_the_filter_alone() {
         "--post-filter with --entropy-only ran"
     );
 
-    let out = run_with(&[&init[..], &["--post-filter", "--steps", "3"]].concat());
+    let out = frozen.run_with(&[&init[..], &["--post-filter", "--steps", "3"]].concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let out = resume(run, "5");
