@@ -526,8 +526,15 @@ impl Job for EncodeJob {
         let codec = Codec::<B>::new(self.file, device).map_err(|e| e.to_string())?;
         let say = |r: refine::Report| {
             println!(
-                "refinement: cost {:.4} -> {:.4} (bpp + λ·255²·MSE), best at step {} of {}",
-                r.initial, r.best, r.best_step, self.refine
+                "refinement: cost {:.4} -> {:.4} (bpp + λ·255²·MSE) in {} steps{}",
+                r.initial,
+                r.best,
+                self.refine,
+                if r.best < r.initial {
+                    ""
+                } else {
+                    "; kept the unrefined latent"
+                }
             )
         };
         match self.target {
