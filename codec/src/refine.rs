@@ -88,12 +88,11 @@ pub fn refine<B: Backend>(
     let size = step_size(lambda);
 
     let initial = score(&y);
-    let start = y.clone();
-    let mut y = y;
+    let mut refined = y.clone();
     let mut first = y.zeros_like();
     let mut second = y.zeros_like();
     for step in 1..=steps {
-        let variable = Tensor::<Autodiff<B>, 4>::from_inner(y.clone()).require_grad();
+        let variable = Tensor::<Autodiff<B>, 4>::from_inner(refined.clone()).require_grad();
         let grads = rd_cost(&gradient_model, variable.clone(), &target, q, lambda, true).backward();
         let g = variable
             .grad(&grads)
@@ -104,15 +103,15 @@ pub fn refine<B: Backend>(
         let m_hat = first.clone().div_scalar(1.0 - BETA1.powi(t));
         let v_hat = second.clone().div_scalar(1.0 - BETA2.powi(t));
         let decay = 1.0 - (step - 1) as f64 / steps as f64;
-        y = y - (m_hat / v_hat.sqrt().add_scalar(EPSILON)).mul_scalar(size * decay);
+        refined = refined - (m_hat / v_hat.sqrt().add_scalar(EPSILON)).mul_scalar(size * decay);
     }
-    let last = if steps > 0 { score(&y) } else { initial };
-    let (y, best) = if last < initial {
-        (y, last)
+    let last = if steps > 0 { score(&refined) } else { initial };
+    let (latent, best) = if last < initial {
+        (refined, last)
     } else {
-        (start, initial)
+        (y, initial)
     };
-    (y, Report { initial, best })
+    (latent, Report { initial, best })
 }
 
 /// The precision of the gradient passes on `device`: bf16 transforms where that is known to
