@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use clap::Args;
 use codec::backend::BackendKind;
 use codec::model::Precision;
+use codec::model::arch::LEVELS;
 
 use crate::checkpoint::{self, State};
 use crate::trainer::Config;
@@ -101,6 +102,11 @@ pub struct RunArgs {
     /// --init); fixed for a run.
     #[arg(long, requires = "init", conflicts_with = "entropy_only")]
     pub post_filter: bool,
+    /// How often each quality level is drawn for a batch, relative to the others, lowest
+    /// first: eight whole numbers such as 1,1,1,1,2,2,2,2 (twice as many batches at qualities
+    /// 5-8); fixed for a run [default: all equal].
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub level_weights: Option<Vec<u32>>,
 }
 
 impl RunArgs {
@@ -114,7 +120,7 @@ impl RunArgs {
                     self.run.display()
                 );
             }
-            return Ok((self.new_run(), None));
+            return Ok((self.new_run()?, None));
         };
         let mut state = checkpoint::load_state(&ckpt)?;
         let old: Config =
@@ -154,14 +160,34 @@ impl RunArgs {
             entropy_only: old.entropy_only,
             post_filter: old.post_filter,
             latent_crops: fixed("latent-crops", self.latent_crops, old.latent_crops)?,
+            level_weights: match self.level_weights {
+                Some(w) if w != uniform_if_empty(&old.level_weights) => {
+                    return Err(format!(
+                        "--level-weights {w:?} differs from the resumed run's {:?}; a run keeps \
+                         its --level-weights (start a new run with --init to change it)",
+                        uniform_if_empty(&old.level_weights)
+                    ));
+                }
+                _ => old.level_weights,
+            },
         };
         // What changed on resuming (a longer schedule, another data path) is saved onward.
         state.config = serde_json::to_value(&config).expect("config serializes");
         Ok((config, Some((ckpt, state))))
     }
 
-    fn new_run(self) -> Config {
-        Config {
+    fn new_run(self) -> Result<Config, String> {
+        let level_weights = match self.level_weights {
+            None => Vec::new(),
+            Some(w) if w.len() != LEVELS || w.iter().all(|&x| x == 0) => {
+                return Err(format!(
+                    "--level-weights takes {LEVELS} whole numbers, not all zero (one per \
+                     quality level, lowest first); got {w:?}"
+                ));
+            }
+            Some(w) => w,
+        };
+        Ok(Config {
             data: self
                 .data
                 .unwrap_or_else(|| "../shared/datasets/train".into()),
@@ -192,7 +218,18 @@ impl RunArgs {
             } else {
                 0
             },
-        }
+            level_weights,
+        })
+    }
+}
+
+/// A run's level weights as given: a checkpoint from before the option stores none, which
+/// means uniform.
+fn uniform_if_empty(weights: &[u32]) -> Vec<u32> {
+    if weights.is_empty() {
+        vec![1; LEVELS]
+    } else {
+        weights.to_vec()
     }
 }
 
@@ -222,5 +259,39 @@ mod tests {
         assert_eq!(fixed("batch", Some(8), 8), Ok(8));
         let err = fixed("batch", Some(16), 8).unwrap_err();
         assert!(err.contains("--batch 16") && err.contains("8"), "{err}");
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let dir = std::env::temp_dir().join("ember-settings-test-no-such-run");
+        let mut argv = vec!["ember-train", "--run", dir.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .run
+            .config()
+            .map(|(config, _)| config)
+    }
+
+    #[test]
+    fn level_weights_take_one_whole_number_per_level() {
+        assert_eq!(parse(&[]).unwrap().level_weights, Vec::<u32>::new());
+        let w = parse(&["--level-weights", "1,1,1,1,2,2,2,2"]).unwrap();
+        assert_eq!(w.level_weights, [1, 1, 1, 1, 2, 2, 2, 2]);
+        for bad in ["1,2,3", "0,0,0,0,0,0,0,0"] {
+            let err = parse(&["--level-weights", bad]).unwrap_err();
+            assert!(err.contains("8 whole numbers"), "{err}");
+        }
+        assert!(parse(&["--level-weights", "1,-1,1,1,1,1,1,1"]).is_err());
+    }
+
+    #[test]
+    fn a_run_from_before_level_weights_resumes_as_uniform() {
+        assert_eq!(uniform_if_empty(&[]), vec![1; LEVELS]);
+        assert_eq!(uniform_if_empty(&[2, 1]), vec![2, 1]);
     }
 }
