@@ -15,7 +15,7 @@ use codec::model::Precision;
 use codec::model::arch::LEVELS;
 
 use crate::checkpoint::{self, State};
-use crate::trainer::Config;
+use crate::trainer::{Config, uniform_levels};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -161,11 +161,11 @@ impl RunArgs {
             post_filter: old.post_filter,
             latent_crops: fixed("latent-crops", self.latent_crops, old.latent_crops)?,
             level_weights: match self.level_weights {
-                Some(w) if w != uniform_if_empty(&old.level_weights) => {
+                Some(w) if w != old.level_weights => {
                     return Err(format!(
                         "--level-weights {w:?} differs from the resumed run's {:?}; a run keeps \
                          its --level-weights (start a new run with --init to change it)",
-                        uniform_if_empty(&old.level_weights)
+                        old.level_weights
                     ));
                 }
                 _ => old.level_weights,
@@ -178,7 +178,7 @@ impl RunArgs {
 
     fn new_run(self) -> Result<Config, String> {
         let level_weights = match self.level_weights {
-            None => Vec::new(),
+            None => uniform_levels(),
             Some(w) if w.len() != LEVELS || w.iter().all(|&x| x == 0) => {
                 return Err(format!(
                     "--level-weights takes {LEVELS} whole numbers, not all zero (one per \
@@ -220,16 +220,6 @@ impl RunArgs {
             },
             level_weights,
         })
-    }
-}
-
-/// A run's level weights as given: a checkpoint from before the option stores none, which
-/// means uniform.
-fn uniform_if_empty(weights: &[u32]) -> Vec<u32> {
-    if weights.is_empty() {
-        vec![1; LEVELS]
-    } else {
-        weights.to_vec()
     }
 }
 
@@ -279,7 +269,7 @@ mod tests {
 
     #[test]
     fn level_weights_take_one_whole_number_per_level() {
-        assert_eq!(parse(&[]).unwrap().level_weights, Vec::<u32>::new());
+        assert_eq!(parse(&[]).unwrap().level_weights, [1; LEVELS]);
         let w = parse(&["--level-weights", "1,1,1,1,2,2,2,2"]).unwrap();
         assert_eq!(w.level_weights, [1, 1, 1, 1, 2, 2, 2, 2]);
         for bad in ["1,2,3", "0,0,0,0,0,0,0,0"] {
@@ -291,7 +281,10 @@ mod tests {
 
     #[test]
     fn a_run_from_before_level_weights_resumes_as_uniform() {
-        assert_eq!(uniform_if_empty(&[]), vec![1; LEVELS]);
-        assert_eq!(uniform_if_empty(&[2, 1]), vec![2, 1]);
+        let given = parse(&["--level-weights", "2,1,1,1,1,1,1,1"]).unwrap();
+        let mut stored = serde_json::to_value(&given).unwrap();
+        stored.as_object_mut().unwrap().remove("level_weights");
+        let old: Config = serde_json::from_value(stored).unwrap();
+        assert_eq!(old.level_weights, [1; LEVELS]);
     }
 }

@@ -66,22 +66,18 @@ pub struct Config {
     /// each batch ([`Step::run_post_filter`]); every other weight keeps its value exactly.
     #[serde(default)]
     pub post_filter: bool,
-    /// Relative frequency of each quality level in the batches, lowest first; empty (every
-    /// run before the option existed) draws them uniformly, as all ones does.
-    #[serde(default)]
+    /// Relative frequency of each quality level in the batches, lowest first; a checkpoint
+    /// from before the option reads as all ones, which draws what its uniform draw did.
+    #[serde(default = "uniform_levels")]
     pub level_weights: Vec<u32>,
 }
 
-impl Config {
-    /// The quality level (0-based) of the next batch, drawn by `level_weights`.
-    pub fn draw_level(&self, rng: &mut Rng) -> usize {
-        if self.level_weights.is_empty() {
-            rng.below(LEVELS as u64) as usize
-        } else {
-            rng.weighted(&self.level_weights)
-        }
-    }
+/// Every quality level equally often: the default, and what runs before `level_weights` did.
+pub fn uniform_levels() -> Vec<u32> {
+    vec![1; LEVELS]
+}
 
+impl Config {
     /// Learning rate at `step`: linear warm-up, then cosine decay to 5% of the peak.
     pub fn lr_at(&self, step: u64) -> f64 {
         if step < self.warmup {
@@ -457,7 +453,7 @@ pub fn train<B: AutodiffBackend>(
         && deadline.is_none_or(|d| Instant::now() < d)
     {
         let lr = config.lr_at(state.step);
-        let level = config.draw_level(&mut rng);
+        let level = rng.weighted(&config.level_weights);
         // `(loss, mse, bpp)`; an entropy-only step has no distortion term, so no mse.
         let (next, stats) = match &source {
             Source::Crops(batches) => {
