@@ -18,7 +18,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::model::Model;
-use crate::model::post_filter::is_post_filter_tensor;
+use crate::model::post_filter::{WIDTH, is_post_filter_tensor};
 use crate::zoo::ModelId;
 
 /// Tensors with more elements than this are stored as f16.
@@ -300,11 +300,20 @@ impl ModelFile {
         self.tensors.keys().any(|n| is_post_filter_tensor(n))
     }
 
+    /// The post-filter's hidden width, read from its first layer's shape (files hold filters
+    /// of different widths). `None` when the file has no filter or its first layer is
+    /// missing; a missing or misshapen tensor is then reported by [`Self::to_burn`].
+    fn post_filter_width(&self) -> Option<usize> {
+        self.tensors
+            .get("post.c1.weight")
+            .and_then(|t| t.shape.first().copied())
+    }
+
     /// Builds the Burn model on `device` with these weights.
     pub fn to_burn<B: Backend>(&self, device: &B::Device) -> Result<Model<B>, WeightsError> {
         let mut model = Model::new(device);
         if self.has_post_filter() {
-            model = model.with_post_filter();
+            model = model.with_post_filter(self.post_filter_width().unwrap_or(WIDTH));
         }
         let snapshots = self
             .tensors
@@ -365,7 +374,7 @@ mod tests {
         let dev = Default::default();
         let plain = ModelFile::from_model(&Model::<NdArray>::new(&dev));
         assert!(!plain.has_post_filter());
-        let file = ModelFile::from_model(&Model::<NdArray>::new(&dev).with_post_filter());
+        let file = ModelFile::from_model(&Model::<NdArray>::new(&dev).with_post_filter(WIDTH));
         assert!(file.has_post_filter());
         assert_ne!(file.hash, plain.hash);
         let rebuilt = file.to_burn::<NdArray>(&dev).unwrap();

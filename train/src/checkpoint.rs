@@ -105,9 +105,10 @@ pub fn load_model<B: burn::tensor::backend::Backend>(
     device: &B::Device,
 ) -> Result<Model<B>, String> {
     // Built with a post-filter, which loading drops again when the checkpoint has none
-    // (Burn loads an `Option` module only where both sides have it).
+    // (Burn loads an `Option` module only where both sides have it); the loaded tensors
+    // bring their own shapes, so a filter of any width comes back as it was saved.
     Model::new(device)
-        .with_post_filter()
+        .with_post_filter(codec::model::post_filter::WIDTH)
         .load_file(ckpt.join("model"), &recorder(), device)
         .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
 }

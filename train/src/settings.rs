@@ -96,8 +96,9 @@ pub struct RunArgs {
     /// 768 KiB at 512²); fixed for a run [default: 4096].
     #[arg(long, requires = "entropy_only")]
     pub latent_crops: Option<usize>,
-    /// Train only the post-filter after the synthesis (added, as the identity, where the
-    /// --init model has none) for distortion, on the frozen model's reconstructions of each
+    /// Train only the post-filter after the synthesis (added as the identity where the --init
+    /// model has none, widened to 64 channels with its function kept where it is narrower)
+    /// for distortion, on the frozen model's reconstructions of each
     /// batch, at the batch's quality; the rest of the model keeps its values exactly (needs
     /// --init); fixed for a run.
     #[arg(long, requires = "init", conflicts_with = "entropy_only")]

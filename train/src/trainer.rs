@@ -364,8 +364,10 @@ pub fn train<B: AutodiffBackend>(
     if !config.entropy_only && !config.post_filter {
         model = model.with_trainable_gdn();
     }
-    if config.post_filter && model.post.is_none() {
-        model = model.with_post_filter();
+    // A post-filter run trains a filter of the current width: a new one, or the model's
+    // own widened with its function kept (a resumed run's is already that wide).
+    if config.post_filter {
+        model = model.with_post_filter(codec::model::post_filter::WIDTH);
     }
     model = model.with_precision(config.precision);
     let mut log = Log::open(&config.run)?;

@@ -200,9 +200,15 @@ impl<B: Backend> Model<B> {
         self
     }
 
-    /// The model with a new (identity) post-filter after its synthesis, replacing any it had.
-    pub fn with_post_filter(mut self) -> Self {
-        self.post = Some(PostFilter::new(&self.gain.val().device()));
+    /// The model with a post-filter of `width` hidden channels after its synthesis: a new
+    /// (identity) one if it had none, its own widened to `width` (same function, see
+    /// [`PostFilter::widen`]) if that is narrower, unchanged otherwise.
+    pub fn with_post_filter(mut self, width: usize) -> Self {
+        self.post = Some(match self.post.take() {
+            Some(post) if post.width() >= width => post,
+            Some(post) => post.widen(width),
+            None => PostFilter::new(width, &self.gain.val().device()),
+        });
         self
     }
 
