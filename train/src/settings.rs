@@ -103,6 +103,12 @@ pub struct RunArgs {
     /// --init); fixed for a run.
     #[arg(long, requires = "init", conflicts_with = "entropy_only")]
     pub post_filter: bool,
+    /// Train only the decoder (the synthesis transform, its per-level inverse gains and the
+    /// post-filter where the model has one) for distortion, on the rounded latents of the
+    /// frozen encoder and entropy model: every stream keeps its bytes and only the pictures
+    /// decoded from them change (needs --init); fixed for a run.
+    #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter"])]
+    pub decoder: bool,
     /// How often each quality level is drawn for a batch, relative to the others, lowest
     /// first: eight whole numbers such as 1,1,1,1,2,2,2,2 (twice as many batches at qualities
     /// 5-8); fixed for a run [default: all equal].
@@ -160,6 +166,7 @@ impl RunArgs {
             seed: fixed("seed", self.seed, old.seed)?,
             entropy_only: old.entropy_only,
             post_filter: old.post_filter,
+            decoder: old.decoder,
             latent_crops: fixed("latent-crops", self.latent_crops, old.latent_crops)?,
             level_weights: match self.level_weights {
                 Some(w) if w != old.level_weights => {
@@ -214,6 +221,7 @@ impl RunArgs {
             seed: self.seed.unwrap_or(1),
             entropy_only: self.entropy_only,
             post_filter: self.post_filter,
+            decoder: self.decoder,
             latent_crops: if self.entropy_only {
                 self.latent_crops.unwrap_or(4096)
             } else {

@@ -66,6 +66,11 @@ pub struct Config {
     /// each batch ([`Step::run_post_filter`]); every other weight keeps its value exactly.
     #[serde(default)]
     pub post_filter: bool,
+    /// Train only the decoder, for distortion, on the frozen encoder's rounded latents
+    /// ([`Step::run_decoder`]); the encoder, entropy model and gains keep their values
+    /// exactly, so every stream keeps its bytes.
+    #[serde(default)]
+    pub decoder: bool,
     /// Relative frequency of each quality level in the batches, lowest first; a checkpoint
     /// from before the option reads as all ones, which draws what its uniform draw did.
     #[serde(default = "uniform_levels")]
@@ -260,11 +265,8 @@ impl Step {
         lr: f64,
     ) -> (Model<B>, Option<[f64; 3]>) {
         let q = (level + 1) as f32;
-        let [n, _, h, w] = x.dims();
-        let frozen = model.valid();
-        let (y_hat, bits) = frozen.entropy(frozen.analysis(x.clone().inner(), q), false);
-        let bpp = Tensor::from_inner(bits.sum().div_scalar((n * h * w) as f64));
-        let plain = Tensor::<B, 4>::from_inner(frozen.synthesis_transform(y_hat, q));
+        let (y_hat, bpp) = coded_latent(&model, &x, q);
+        let plain = Tensor::<B, 4>::from_inner(model.valid().synthesis_transform(y_hat, q));
         let post = model
             .post
             .as_ref()
@@ -275,6 +277,47 @@ impl Step {
         let (model, stats) = descend(model, optim, loss, vec![mse, bpp], lr, |_| {});
         (model, stats.map(|s| [s[0], s[1], s[2]]))
     }
+
+    /// The decoder's step of a `--decoder` run: the frozen encoder and entropy model (outside
+    /// autodiff) give the rounded latent `ŷ` the coder would write, and the decoder (synthesis,
+    /// inverse gains, post-filter) learns to reconstruct `x` from it. Why the loss is
+    /// `10·log10(MSE)`, i.e. minus the PSNR, and not `λ·255²·MSE`: with the rate fixed, the
+    /// λ-weighted loss would let the highest quality's batches steer the decoder (λ grows
+    /// 100-fold across the levels while the MSE falls only about 6-fold), whereas what the
+    /// rate–distortion curve counts is decibels at every quality alike, which is the
+    /// gradient `∇MSE / MSE` this gives (as the post-filter's ratio loss does). Returns the
+    /// updated model and `[loss, mse, bpp]`, or `None` for a non-finite loss.
+    pub fn run_decoder<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+        &self,
+        model: Model<B>,
+        optim: &mut O,
+        x: Tensor<B, 4>,
+        level: usize,
+        lr: f64,
+    ) -> (Model<B>, Option<[f64; 3]>) {
+        let q = (level + 1) as f32;
+        let (y_hat, bpp) = coded_latent(&model, &x, q);
+        let x_hat = model.synthesis(Tensor::from_inner(y_hat), q);
+        let mse = (x_hat - x).powi_scalar(2).mean();
+        let loss = mse.clone().log().mul_scalar(10.0 / std::f64::consts::LN_10);
+        let (model, stats) = descend(model, optim, loss, vec![mse, bpp], lr, |_| {});
+        (model, stats.map(|s| [s[0], s[1], s[2]]))
+    }
+}
+
+/// What the frozen model (outside autodiff) codes the batch `x` into at quality `q`: the
+/// rounded latent `ŷ` the decoder receives, and its bits per pixel; the start of the steps
+/// that train the decoder side alone.
+fn coded_latent<B: AutodiffBackend>(
+    model: &Model<B>,
+    x: &Tensor<B, 4>,
+    q: f32,
+) -> (Tensor<B::InnerBackend, 4>, Tensor<B, 1>) {
+    let [n, _, h, w] = x.dims();
+    let frozen = model.valid();
+    let (y_hat, bits) = frozen.entropy(frozen.analysis(x.clone().inner(), q), false);
+    let bpp = Tensor::from_inner(bits.sum().div_scalar((n * h * w) as f64));
+    (y_hat, bpp)
 }
 
 /// Reads `loss` and `extra` back in one device read, and unless the loss is NaN or infinite
@@ -359,9 +402,9 @@ pub fn train<B: AutodiffBackend>(
             )
         }
     };
-    // Whatever the model came from, every GDN entry must be able to train (the transforms
-    // of an entropy-only or post-filter run are frozen and keep their values).
-    if !config.entropy_only && !config.post_filter {
+    // Whatever the model came from, every GDN entry must be able to train (the runs that
+    // train one part keep every other value exactly, so they leave the GDNs as they are).
+    if !config.entropy_only && !config.post_filter && !config.decoder {
         model = model.with_trainable_gdn();
     }
     // A post-filter run trains a filter of the current width: a new one, or the model's
@@ -471,6 +514,8 @@ pub fn train<B: AutodiffBackend>(
                 );
                 let (next, stats) = if config.post_filter {
                     step.run_post_filter(model, &mut optim, x, level, lr)
+                } else if config.decoder {
+                    step.run_decoder(model, &mut optim, x, level, lr)
                 } else {
                     step.run(model, &mut optim, x, level, lr, |_| {})
                 };

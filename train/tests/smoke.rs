@@ -420,9 +420,9 @@ fn bf16_precision_trains_on_libtorch_only() {
     }
 }
 
-/// What the runs that train one part of a model (`--entropy-only`, `--post-filter`) start
-/// from: a temporary folder with three small training pictures and a fresh model file to
-/// `--init` from, and the `run` arguments they share.
+/// What the runs that train one part of a model (`--entropy-only`, `--post-filter`,
+/// `--decoder`) start from: a temporary folder with three small training pictures and a fresh
+/// model file to `--init` from, and the `run` arguments they share.
 struct FrozenRun {
     dir: tempfile::TempDir,
     data: std::path::PathBuf,
@@ -579,49 +579,72 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
     }
 }
 
+impl FrozenRun {
+    /// A run that trains one part (`flag`, stored as `field` in the run's configuration) from
+    /// the fresh model: three steps, then resumed to five, which keeps the flag. Returns the
+    /// model it started from and the run's export, having checked that every tensor of the
+    /// start for which `trains` is false kept its value exactly.
+    fn train_part(
+        &self,
+        flag: &str,
+        field: &str,
+        trains: impl Fn(&str) -> bool,
+    ) -> (ModelFile, ModelFile) {
+        self.needs_init(flag);
+        let init = ["--init", self.start.to_str().unwrap()];
+        let out = self.run_with(&[&init[..], &[flag, "--entropy-only", "--steps", "1"]].concat());
+        assert!(!out.status.success(), "{flag} with --entropy-only ran");
+
+        let out = self.run_with(&[&init[..], &[flag, "--steps", "3"]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let out = resume(&self.run, "5");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state =
+            std::fs::read_to_string(self.run.join("checkpoints/step-00000005/state.json")).unwrap();
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        assert_eq!(state["config"][field], true, "{state}");
+
+        let (before, after) = self.start_and_export();
+        for (name, t) in before.tensors.iter().filter(|(name, _)| !trains(name)) {
+            assert!(
+                after.tensors[name].data == t.data,
+                "{name} changed in a {flag} run"
+            );
+        }
+        assert_eq!(before.factorized, after.factorized);
+        (before, after)
+    }
+}
+
+/// Codes one picture with two models whose encoder and entropy model are the same: the
+/// streams carry the same symbols, i.e. are the same bytes but for the header's weights hash
+/// (bytes 6–13, SPEC.md) and the CRC after everything (the last 4), and decode to different
+/// pictures.
+fn same_symbols_other_picture(before: ModelFile, after: ModelFile) {
+    let img = picture(40, 24, 1.0);
+    let kind = BackendKind::default_kind().unwrap();
+    let (before_bytes, before) = backend::run(kind, RoundTrip(before, img.clone())).unwrap();
+    let (after_bytes, after) = backend::run(kind, RoundTrip(after, img)).unwrap();
+    let n = before_bytes.len();
+    assert_eq!(n, after_bytes.len());
+    assert_eq!(before_bytes[..6], after_bytes[..6]);
+    assert_eq!(before_bytes[14..n - 4], after_bytes[14..n - 4]);
+    assert_ne!(before.rgb, after.rgb);
+}
+
 /// `--post-filter` adds a post-filter to the model it starts from and trains it alone: every
 /// other weight keeps its value exactly, a resumed run keeps the filter, and the exported model
 /// codes the same symbols into a different reconstruction.
 #[test]
 fn post_filter_run_trains_the_filter_alone() {
     let frozen = FrozenRun::new();
-    let (run, start) = (&frozen.run, &frozen.start);
-    frozen.needs_init("--post-filter");
-    let init = ["--init", start.to_str().unwrap()];
-    let out = frozen.run_with(
-        &[
-            &init[..],
-            &["--post-filter", "--entropy-only", "--steps", "1"],
-        ]
-        .concat(),
-    );
-    assert!(
-        !out.status.success(),
-        "--post-filter with --entropy-only ran"
-    );
-
-    let out = frozen.run_with(&[&init[..], &["--post-filter", "--steps", "3"]].concat());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let out = resume(run, "5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let state = std::fs::read_to_string(run.join("checkpoints/step-00000005/state.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    assert_eq!(state["config"]["post_filter"], true, "{state}");
-
-    let (before, after) = frozen.start_and_export();
+    let (before, after) = frozen.train_part("--post-filter", "post_filter", |_| false);
     assert!(!before.has_post_filter() && after.has_post_filter());
-    for (name, t) in &before.tensors {
-        assert!(
-            after.tensors[name].data == t.data,
-            "{name} changed in a post-filter run"
-        );
-    }
-    assert_eq!(before.factorized, after.factorized);
     // The filter's last layer starts at zero; five steps have moved it.
     assert!(
         after.tensors["post.c3.weight"]
@@ -630,12 +653,24 @@ fn post_filter_run_trains_the_filter_alone() {
             .any(|&v| v != 0.0),
         "the post-filter did not train"
     );
+    same_symbols_other_picture(before, after);
+}
 
-    let img = picture(40, 24, 1.0);
-    let kind = BackendKind::default_kind().unwrap();
-    let (plain_bytes, plain) = backend::run(kind, RoundTrip(before, img.clone())).unwrap();
-    let (filtered_bytes, filtered) = backend::run(kind, RoundTrip(after, img)).unwrap();
-    // Same entropy model, so the same symbols; only the header's weights hash differs.
-    assert_eq!(plain_bytes.len(), filtered_bytes.len());
-    assert_ne!(plain.rgb, filtered.rgb);
+/// `--decoder` trains the synthesis transform and its inverse gains on the frozen encoder's
+/// latents: the encoder, the entropy model and the encoder's gains keep their values exactly,
+/// so the exported model codes the same symbols into a different reconstruction.
+#[test]
+fn decoder_run_trains_the_decoder_alone() {
+    let frozen = FrozenRun::new();
+    let decoder = |name: &str| name.starts_with("g_s.") || name == "inv_gain";
+    let (before, after) = frozen.train_part("--decoder", "decoder", decoder);
+    // The start has no post-filter, and a decoder run adds none.
+    assert!(!before.has_post_filter() && !after.has_post_filter());
+    for name in ["g_s.u1.conv.weight", "inv_gain"] {
+        assert!(
+            after.tensors[name].data != before.tensors[name].data,
+            "{name} did not train"
+        );
+    }
+    same_symbols_other_picture(before, after);
 }
