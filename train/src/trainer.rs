@@ -265,8 +265,9 @@ impl Step {
         lr: f64,
     ) -> (Model<B>, Option<[f64; 3]>) {
         let q = (level + 1) as f32;
-        let (y_hat, bpp) = coded_latent(&model, &x, q);
-        let plain = Tensor::<B, 4>::from_inner(model.valid().synthesis_transform(y_hat, q));
+        let frozen = model.valid();
+        let (y_hat, bpp) = coded_latent(&frozen, &x, q);
+        let plain = Tensor::<B, 4>::from_inner(frozen.synthesis_transform(y_hat, q));
         let post = model
             .post
             .as_ref()
@@ -296,7 +297,7 @@ impl Step {
         lr: f64,
     ) -> (Model<B>, Option<[f64; 3]>) {
         let q = (level + 1) as f32;
-        let (y_hat, bpp) = coded_latent(&model, &x, q);
+        let (y_hat, bpp) = coded_latent(&model.valid(), &x, q);
         let x_hat = model.synthesis(Tensor::from_inner(y_hat), q);
         let mse = (x_hat - x).powi_scalar(2).mean();
         let loss = mse.clone().log().mul_scalar(10.0 / std::f64::consts::LN_10);
@@ -305,16 +306,15 @@ impl Step {
     }
 }
 
-/// What the frozen model (outside autodiff) codes the batch `x` into at quality `q`: the
-/// rounded latent `ŷ` the decoder receives, and its bits per pixel; the start of the steps
-/// that train the decoder side alone.
+/// What the frozen model (`model.valid()`, outside autodiff) codes the batch `x` into at
+/// quality `q`: the rounded latent `ŷ` the decoder receives, and its bits per pixel; the start
+/// of the steps that train the decoder side alone.
 fn coded_latent<B: AutodiffBackend>(
-    model: &Model<B>,
+    frozen: &Model<B::InnerBackend>,
     x: &Tensor<B, 4>,
     q: f32,
 ) -> (Tensor<B::InnerBackend, 4>, Tensor<B, 1>) {
     let [n, _, h, w] = x.dims();
-    let frozen = model.valid();
     let (y_hat, bits) = frozen.entropy(frozen.analysis(x.clone().inner(), q), false);
     let bpp = Tensor::from_inner(bits.sum().div_scalar((n * h * w) as f64));
     (y_hat, bpp)
