@@ -11,6 +11,7 @@ pub mod classical;
 pub mod curves;
 pub mod plot;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
@@ -88,6 +89,11 @@ pub fn evaluate_with(
             .expect("valid template")
             .progress_chars("=> "),
     );
+    // indicatif draws nothing where stderr is not a terminal (a run in the background with
+    // its output in a file), so there each result gets a line of its own instead: with
+    // refinement an evaluation runs for hours, and it must show that it is moving.
+    let lines = !std::io::stderr().is_terminal();
+    let total = images.len() * qualities.len();
     let mut rows = Vec::new();
     for &q in qualities {
         for (path, img) in images {
@@ -121,6 +127,19 @@ pub fn evaluate_with(
                 encode_s: coded.encode_s,
                 decode_s: coded.decode_s,
             });
+            if lines {
+                let row = &rows[rows.len() - 1];
+                eprintln!(
+                    "{}/{total} {} at {}: {:.4} bpp, {:.2} dB (encode {:.1} s, decode {:.1} s)",
+                    rows.len(),
+                    row.image,
+                    row.quality,
+                    row.bpp,
+                    row.psnr,
+                    row.encode_s,
+                    row.decode_s
+                );
+            }
             bar.inc(1);
         }
     }

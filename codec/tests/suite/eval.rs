@@ -32,6 +32,18 @@ fn anchors() -> Option<PathBuf> {
     }
 }
 
+/// A folder `images` in `dir` holding each picture as `NAME.png`.
+fn image_folder(dir: &Path, pictures: &[(&str, Planar)]) -> PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for (name, picture) in pictures {
+        picture
+            .save_png(&images.join(format!("{name}.png")))
+            .unwrap();
+    }
+    images
+}
+
 /// A results file with `rates` and `psnr`, in CompressAI's format.
 fn results(dir: &Path, name: &str, rates: &[f64], psnr: &[f64]) -> String {
     let path = dir.join(format!("{name}.json"));
@@ -119,17 +131,14 @@ fn plot_writes_a_png_of_both_panels() {
 #[test]
 fn eval_of_a_classical_codec_writes_json_and_csv() {
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    Planar::pattern(67, 45, 3, 8, 0.0)
-        .save_png(&images.join("odd.png"))
-        .unwrap();
-    Planar::pattern(64, 40, 1, 8, 1.0)
-        .save_png(&images.join("gray.png"))
-        .unwrap();
-    Planar::pattern(48, 48, 3, 16, 2.0)
-        .save_png(&images.join("deep.png"))
-        .unwrap();
+    let images = image_folder(
+        dir.path(),
+        &[
+            ("odd", Planar::pattern(67, 45, 3, 8, 0.0)),
+            ("gray", Planar::pattern(64, 40, 1, 8, 1.0)),
+            ("deep", Planar::pattern(48, 48, 3, 16, 2.0)),
+        ],
+    );
     std::fs::write(images.join("broken.png"), b"not a png").unwrap();
     let out_dir = dir.path().join("out");
     let out = ember(&[
@@ -182,4 +191,43 @@ fn eval_of_a_classical_codec_writes_json_and_csv() {
     std::fs::create_dir_all(&empty).unwrap();
     let out = ember(&["eval", empty.to_str().unwrap(), "--codec", "jpeg"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no readable images"));
+}
+
+/// Ember itself over a small folder with the shipped model: one JSON point per quality, one
+/// CSV row per image and quality with the rate estimate beside the real size, and (stderr not
+/// being a terminal here) one progress line per result as it is measured.
+#[test]
+fn eval_of_ember_writes_json_csv_and_a_line_per_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = image_folder(
+        dir.path(),
+        &[
+            ("a", Planar::pattern(80, 48, 3, 8, 0.0)),
+            ("b", Planar::pattern(48, 64, 3, 8, 1.0)),
+        ],
+    );
+    let out_dir = dir.path().join("out");
+    let out = ember(&[
+        "eval",
+        images.to_str().unwrap(),
+        "--quality",
+        "2,6",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in ["1/4 a.png at 2: ", "2/4 b.png at 2: ", "4/4 b.png at 6: "] {
+        assert!(err.contains(line), "no progress line {line:?}: {err}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("ember-mrc-v1.json")).unwrap())
+            .unwrap();
+    let results = &json["results"];
+    let bpp = results["bpp"].as_array().unwrap();
+    assert_eq!(bpp.len(), 2);
+    assert!(bpp[1].as_f64().unwrap() > bpp[0].as_f64().unwrap());
+    assert_eq!(results["estimated_bpp"].as_array().unwrap().len(), 2);
+    let csv = std::fs::read_to_string(out_dir.join("ember-mrc-v1.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 2, "{csv}");
 }
