@@ -15,7 +15,7 @@ use codec::model::Precision;
 use codec::model::arch::LEVELS;
 
 use crate::checkpoint::{self, State};
-use crate::trainer::{Config, uniform_levels};
+use crate::trainer::{Config, Part, uniform_levels};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -130,13 +130,12 @@ impl RunArgs {
             return Ok((self.new_run()?, None));
         };
         let mut state = checkpoint::load_state(&ckpt)?;
-        let old: Config =
-            serde_json::from_value(std::mem::take(&mut state.config)).map_err(|e| {
-                format!(
-                    "checkpoint {} has an unreadable configuration: {e}",
-                    ckpt.display()
-                )
-            })?;
+        let old = Config::from_stored(std::mem::take(&mut state.config)).map_err(|e| {
+            format!(
+                "checkpoint {} has an unreadable configuration: {e}",
+                ckpt.display()
+            )
+        })?;
         if let Some(init) = &self.init {
             return Err(format!(
                 "--init {} starts a new run, but {} already has checkpoints; drop --init to \
@@ -164,9 +163,7 @@ impl RunArgs {
             minutes: self.minutes,
             precision: self.precision.unwrap_or(old.precision),
             seed: fixed("seed", self.seed, old.seed)?,
-            entropy_only: old.entropy_only,
-            post_filter: old.post_filter,
-            decoder: old.decoder,
+            part: old.part,
             latent_crops: fixed("latent-crops", self.latent_crops, old.latent_crops)?,
             level_weights: match self.level_weights {
                 Some(w) if w != old.level_weights => {
@@ -184,7 +181,21 @@ impl RunArgs {
         Ok((config, Some((ckpt, state))))
     }
 
+    /// The part a new run trains, from its flags (clap lets at most one through).
+    fn part(&self) -> Part {
+        if self.entropy_only {
+            Part::EntropyModel
+        } else if self.post_filter {
+            Part::PostFilter
+        } else if self.decoder {
+            Part::Decoder
+        } else {
+            Part::Whole
+        }
+    }
+
     fn new_run(self) -> Result<Config, String> {
+        let part = self.part();
         let level_weights = match self.level_weights {
             None => uniform_levels(),
             Some(w) if w.len() != LEVELS || w.iter().all(|&x| x == 0) => {
@@ -219,10 +230,8 @@ impl RunArgs {
             minutes: self.minutes,
             precision: self.precision.unwrap_or_default(),
             seed: self.seed.unwrap_or(1),
-            entropy_only: self.entropy_only,
-            post_filter: self.post_filter,
-            decoder: self.decoder,
-            latent_crops: if self.entropy_only {
+            part,
+            latent_crops: if part == Part::EntropyModel {
                 self.latent_crops.unwrap_or(4096)
             } else {
                 0
@@ -293,7 +302,35 @@ mod tests {
         let given = parse(&["--level-weights", "2,1,1,1,1,1,1,1"]).unwrap();
         let mut stored = serde_json::to_value(&given).unwrap();
         stored.as_object_mut().unwrap().remove("level_weights");
-        let old: Config = serde_json::from_value(stored).unwrap();
+        let old = Config::from_stored(stored).unwrap();
         assert_eq!(old.level_weights, [1; LEVELS]);
+    }
+
+    #[test]
+    fn a_run_from_before_part_resumes_training_the_same_part() {
+        let given = parse(&[]).unwrap();
+        let stored = serde_json::to_value(&given).unwrap();
+        assert_eq!(stored["part"], "whole");
+        for (flag, part) in [
+            (None, Part::Whole),
+            (Some("entropy_only"), Part::EntropyModel),
+            (Some("post_filter"), Part::PostFilter),
+            (Some("decoder"), Part::Decoder),
+        ] {
+            let mut old = stored.clone();
+            let fields = old.as_object_mut().unwrap();
+            fields.remove("part");
+            for name in ["entropy_only", "post_filter", "decoder"] {
+                fields.insert(name.into(), (Some(name) == flag).into());
+            }
+            assert_eq!(Config::from_stored(old).unwrap().part, part, "{flag:?}");
+        }
+        // A current checkpoint reads as written.
+        let decoder = serde_json::to_value(Config {
+            part: Part::Decoder,
+            ..given
+        })
+        .unwrap();
+        assert_eq!(Config::from_stored(decoder).unwrap().part, Part::Decoder);
     }
 }

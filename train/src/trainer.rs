@@ -55,26 +55,61 @@ pub struct Config {
     #[serde(default)]
     pub precision: Precision,
     pub seed: u64,
-    /// Train only the entropy model, for rate, on the latents of `latent_crops` crops that
-    /// the (frozen) analysis transform computes once at the start ([`LatentCache`]); the
-    /// transforms and gains keep their values exactly.
+    /// Which weights the run trains ([`Part`]).
     #[serde(default)]
-    pub entropy_only: bool,
+    pub part: Part,
+    /// With [`Part::EntropyModel`]: how many crops' latents the cache holds.
     #[serde(default)]
     pub latent_crops: usize,
-    /// Train only the post-filter, for distortion, on what the frozen model reconstructs of
-    /// each batch ([`Step::run_post_filter`]); every other weight keeps its value exactly.
-    #[serde(default)]
-    pub post_filter: bool,
-    /// Train only the decoder, for distortion, on the frozen encoder's rounded latents
-    /// ([`Step::run_decoder`]); the encoder, entropy model and gains keep their values
-    /// exactly, so every stream keeps its bytes.
-    #[serde(default)]
-    pub decoder: bool,
     /// Relative frequency of each quality level in the batches, lowest first; a checkpoint
     /// from before the option reads as all ones, which draws what its uniform draw did.
     #[serde(default = "uniform_levels")]
     pub level_weights: Vec<u32>,
+}
+
+/// Which weights a run trains. The runs that train one part keep every other weight's value
+/// exactly, and so leave the GDNs as they are (a whole-model run makes all their entries
+/// trainable first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Part {
+    /// Every weight, for the rate-distortion loss ([`Step::run`]).
+    #[default]
+    Whole,
+    /// The entropy model alone, for rate, on the latents of `latent_crops` crops that the
+    /// frozen analysis transform computes once at the start ([`LatentCache`],
+    /// [`Step::run_entropy`]); the transforms and gains keep their values.
+    EntropyModel,
+    /// The post-filter alone, for distortion, on what the frozen model reconstructs of each
+    /// batch ([`Step::run_post_filter`]).
+    PostFilter,
+    /// The decoder alone (synthesis, inverse gains, post-filter), for distortion, on the
+    /// frozen encoder's rounded latents ([`Step::run_decoder`]): every stream keeps its bytes.
+    Decoder,
+}
+
+impl Config {
+    /// Reads a configuration stored in a checkpoint, including those from before [`Part`]
+    /// existed, which said the same with one flag per part (`entropy_only`, `post_filter`,
+    /// `decoder`; at most one of them set).
+    pub fn from_stored(mut stored: serde_json::Value) -> Result<Self, serde_json::Error> {
+        if let Some(fields) = stored.as_object_mut()
+            && !fields.contains_key("part")
+        {
+            let mut part = Part::Whole;
+            for (flag, named) in [
+                ("entropy_only", Part::EntropyModel),
+                ("post_filter", Part::PostFilter),
+                ("decoder", Part::Decoder),
+            ] {
+                if fields.remove(flag) == Some(serde_json::Value::Bool(true)) {
+                    part = named;
+                }
+            }
+            fields.insert("part".into(), serde_json::to_value(part)?);
+        }
+        serde_json::from_value(stored)
+    }
 }
 
 /// Every quality level equally often: the default, and what runs before `level_weights` did.
@@ -402,15 +437,15 @@ pub fn train<B: AutodiffBackend>(
             )
         }
     };
-    // Whatever the model came from, every GDN entry must be able to train (the runs that
-    // train one part keep every other value exactly, so they leave the GDNs as they are).
-    if !config.entropy_only && !config.post_filter && !config.decoder {
-        model = model.with_trainable_gdn();
-    }
-    // A post-filter run trains a filter of the current width: a new one, or the model's
-    // own widened with its function kept (a resumed run's is already that wide).
-    if config.post_filter {
-        model = model.with_post_filter(codec::model::post_filter::WIDTH);
+    match config.part {
+        // Whatever the model came from, every GDN entry must be able to train.
+        Part::Whole => model = model.with_trainable_gdn(),
+        // A post-filter run trains a filter of the current width: a new one, or the model's
+        // own widened with its function kept (a resumed run's is already that wide).
+        Part::PostFilter => {
+            model = model.with_post_filter(codec::model::post_filter::WIDTH);
+        }
+        Part::EntropyModel | Part::Decoder => {}
     }
     model = model.with_precision(config.precision);
     let mut log = Log::open(&config.run)?;
@@ -438,7 +473,7 @@ pub fn train<B: AutodiffBackend>(
         val.len()
     );
     let mut rng = state.rng;
-    let source = if config.entropy_only {
+    let source = if config.part == Part::EntropyModel {
         // Drawn from the run's seed, not its current state, so a cache rebuilt on resuming
         // holds the same crops.
         let inner = model.valid();
@@ -512,12 +547,12 @@ pub fn train<B: AutodiffBackend>(
                     ),
                     &device,
                 );
-                let (next, stats) = if config.post_filter {
-                    step.run_post_filter(model, &mut optim, x, level, lr)
-                } else if config.decoder {
-                    step.run_decoder(model, &mut optim, x, level, lr)
-                } else {
-                    step.run(model, &mut optim, x, level, lr, |_| {})
+                let (next, stats) = match config.part {
+                    Part::PostFilter => step.run_post_filter(model, &mut optim, x, level, lr),
+                    Part::Decoder => step.run_decoder(model, &mut optim, x, level, lr),
+                    Part::Whole | Part::EntropyModel => {
+                        step.run(model, &mut optim, x, level, lr, |_| {})
+                    }
                 };
                 (next, stats.map(|[l, m, b]| (l, Some(m), b)))
             }

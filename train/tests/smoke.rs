@@ -580,14 +580,14 @@ fn entropy_only_run_trains_the_entropy_model_alone() {
 }
 
 impl FrozenRun {
-    /// A run that trains one part (`flag`, stored as `field` in the run's configuration) from
+    /// A run that trains one part (`flag`, stored as `part` in the run's configuration) from
     /// the fresh model: three steps, then resumed to five, which keeps the flag. Returns the
     /// model it started from and the run's export, having checked that every tensor of the
     /// start for which `trains` is false kept its value exactly.
     fn train_part(
         &self,
         flag: &str,
-        field: &str,
+        part: &str,
         trains: impl Fn(&str) -> bool,
     ) -> (ModelFile, ModelFile) {
         self.needs_init(flag);
@@ -607,7 +607,7 @@ impl FrozenRun {
         let state =
             std::fs::read_to_string(self.run.join("checkpoints/step-00000005/state.json")).unwrap();
         let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-        assert_eq!(state["config"][field], true, "{state}");
+        assert_eq!(state["config"]["part"], part, "{state}");
 
         let (before, after) = self.start_and_export();
         for (name, t) in before.tensors.iter().filter(|(name, _)| !trains(name)) {
@@ -643,7 +643,7 @@ fn same_symbols_other_picture(before: ModelFile, after: ModelFile) {
 #[test]
 fn post_filter_run_trains_the_filter_alone() {
     let frozen = FrozenRun::new();
-    let (before, after) = frozen.train_part("--post-filter", "post_filter", |_| false);
+    let (before, after) = frozen.train_part("--post-filter", "post-filter", |_| false);
     assert!(!before.has_post_filter() && after.has_post_filter());
     // The filter's last layer starts at zero; five steps have moved it.
     assert!(
