@@ -259,8 +259,7 @@ impl Step {
         let RdLoss { loss, mse, bpp } = model
             .forward(x.clone(), (level + 1) as f32, true)
             .rd_loss(x, LAMBDAS[level]);
-        let (model, stats) = descend(model, optim, loss, vec![mse, bpp], lr, done);
-        (model, stats.map(|s| [s[0], s[1], s[2]]))
+        descend(model, optim, [loss, mse, bpp], lr, done)
     }
 
     /// The entropy model's step of an `--entropy-only` run: the bits per pixel of ungained
@@ -280,8 +279,8 @@ impl Step {
         let y = (y * model.gain_for((level + 1) as f32, false)).detach();
         let (_, bits) = model.entropy(y, true);
         let bpp = bits.sum().div_scalar((n * pixels) as f64);
-        let (model, stats) = descend(model, optim, bpp, Vec::new(), lr, |_| {});
-        (model, stats.map(|s| s[0]))
+        let (model, stats) = descend(model, optim, [bpp], lr, |_| {});
+        (model, stats.map(|[bpp]| bpp))
     }
 
     /// The post-filter's step of a `--post-filter` run: the frozen model (outside autodiff)
@@ -310,8 +309,7 @@ impl Step {
         let plain_mse = (plain.clone() - x.clone()).powi_scalar(2).mean().detach();
         let mse = (post.forward(plain, q) - x).powi_scalar(2).mean();
         let loss = mse.clone() / plain_mse;
-        let (model, stats) = descend(model, optim, loss, vec![mse, bpp], lr, |_| {});
-        (model, stats.map(|s| [s[0], s[1], s[2]]))
+        descend(model, optim, [loss, mse, bpp], lr, |_| {})
     }
 
     /// The decoder's step of a `--decoder` run: the frozen encoder and entropy model (outside
@@ -336,8 +334,7 @@ impl Step {
         let x_hat = model.synthesis(Tensor::from_inner(y_hat), q);
         let mse = (x_hat - x).powi_scalar(2).mean();
         let loss = mse.clone().log().mul_scalar(10.0 / std::f64::consts::LN_10);
-        let (model, stats) = descend(model, optim, loss, vec![mse, bpp], lr, |_| {});
-        (model, stats.map(|s| [s[0], s[1], s[2]]))
+        descend(model, optim, [loss, mse, bpp], lr, |_| {})
     }
 }
 
@@ -355,32 +352,33 @@ fn coded_latent<B: AutodiffBackend>(
     (y_hat, bpp)
 }
 
-/// Reads `loss` and `extra` back in one device read, and unless the loss is NaN or infinite
-/// takes the gradient of `loss` and an optimizer step: the shared tail of both kinds of step.
-fn descend<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+/// Reads `stats` back in one device read, and unless the first of them, the loss, is NaN or
+/// infinite takes its gradient and an optimizer step: the shared tail of every kind of step.
+/// Returns the model and the values of `stats`, or the model untouched and `None`.
+fn descend<B: AutodiffBackend, O: Optimizer<Model<B>, B>, const N: usize>(
     model: Model<B>,
     optim: &mut O,
-    loss: Tensor<B, 1>,
-    extra: Vec<Tensor<B, 1>>,
+    stats: [Tensor<B, 1>; N],
     lr: f64,
     mut done: impl FnMut(Phase),
-) -> (Model<B>, Option<Vec<f64>>) {
-    let mut parts = vec![loss.clone().reshape([1])];
-    parts.extend(extra.into_iter().map(|t| t.reshape([1])));
-    let stats = Tensor::cat(parts, 0)
+) -> (Model<B>, Option<[f64; N]>) {
+    let loss = stats[0].clone();
+    let values: [f64; N] = Tensor::cat(stats.map(|t| t.reshape([1])).to_vec(), 0)
         .into_data()
         .convert::<f64>()
         .to_vec::<f64>()
-        .expect("float data");
+        .expect("float data")
+        .try_into()
+        .expect("one value per statistic");
     done(Phase::Forward);
-    if !stats[0].is_finite() {
+    if !values[0].is_finite() {
         return (model, None);
     }
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     done(Phase::Backward);
     let model = optim.step(lr, model, grads);
     done(Phase::Update);
-    (model, Some(stats))
+    (model, Some(values))
 }
 
 /// Where a run's batches come from.
