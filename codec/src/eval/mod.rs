@@ -116,7 +116,7 @@ pub fn evaluate_with(
                     src.height
                 ));
             }
-            rows.push(Row {
+            let row = Row {
                 image: name,
                 quality: q,
                 bytes: coded.bytes,
@@ -126,12 +126,11 @@ pub fn evaluate_with(
                 ms_ssim: ms_ssim_rgb8(&src, &rec),
                 encode_s: coded.encode_s,
                 decode_s: coded.decode_s,
-            });
+            };
             if lines {
-                let row = &rows[rows.len() - 1];
                 eprintln!(
                     "{}/{total} {} at {}: {:.4} bpp, {:.2} dB (encode {:.1} s, decode {:.1} s)",
-                    rows.len(),
+                    rows.len() + 1,
                     row.image,
                     row.quality,
                     row.bpp,
@@ -140,6 +139,7 @@ pub fn evaluate_with(
                     row.decode_s
                 );
             }
+            rows.push(row);
             bar.inc(1);
         }
     }
