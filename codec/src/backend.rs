@@ -1,8 +1,9 @@
 //! Choosing a Burn backend at run time.
 //!
 //! The model is generic over [`Backend`]; which backends exist depends on the cargo features the
-//! binary was built with. LibTorch (`tch`) is the fast one on CPUs and NVIDIA GPUs (DEVELOPERS.md
-//! has the measurements) and the default whenever it is built.
+//! binary was built with. LibTorch (`tch`) is the fast one on CPUs and NVIDIA GPUs (measured for
+//! this project: it trained ~35× faster than burn-cuda on an H200 and ~180× faster than
+//! burn-ndarray on a 2-core CPU) and the default whenever it is built.
 
 use burn::tensor::backend::Backend;
 

@@ -182,7 +182,7 @@ enum BenchTarget {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = codec::args::parse_or_exit("ember");
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

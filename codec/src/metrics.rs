@@ -213,6 +213,56 @@ mod tests {
         }
     }
 
+    /// The same comparison, with the reference script run now on PPM copies of the pairs
+    /// (skipped, saying so, where python3 with torch is not installed; `scripts/env.sh`
+    /// installs it for the tch build, so CI runs it).
+    #[test]
+    fn agrees_with_the_pytorch_reference_run_now() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/metrics_reference.py");
+        let dir = std::env::temp_dir().join(format!("ember-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (w, h, amp) in [(203, 171, 0.1), (320, 200, 0.3), (256, 192, 0.02)] {
+            let (a, b) = (noisy(w, h, 0.0, 1), noisy(w, h, amp, 7));
+            let paths = [dir.join("a.ppm"), dir.join("b.ppm")];
+            for (img, p) in [&a, &b].into_iter().zip(&paths) {
+                // Binary PPM (P6) by hand: `image` writes `.ppm` as PAM (P7).
+                let mut ppm = format!("P6\n{w} {h}\n255\n").into_bytes();
+                ppm.extend_from_slice(img.to_dynamic().to_rgb8().as_raw());
+                std::fs::write(p, ppm).unwrap();
+            }
+            let out = match std::process::Command::new("python3")
+                .arg(script)
+                .args(&paths)
+                .output()
+            {
+                Ok(out) if out.status.success() => out,
+                Ok(out) => {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    if err.contains("No module named 'torch'") {
+                        crate::skip_test("python3 has no torch");
+                        break;
+                    }
+                    panic!("metrics_reference.py failed: {err}");
+                }
+                Err(e) => {
+                    crate::skip_test(format!("no python3: {e}"));
+                    break;
+                }
+            };
+            let text = String::from_utf8(out.stdout).unwrap();
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            assert_eq!((fields[0], fields[2]), ("psnr", "msssim"), "{text}");
+            let (psnr, ms): (f64, f64) = (fields[1].parse().unwrap(), fields[3].parse().unwrap());
+            let (ours_psnr, ours_ms) = (psnr_rgb8(&a, &b), ms_ssim_rgb8(&a, &b).unwrap());
+            assert!(
+                (ours_psnr - psnr).abs() < 1e-9,
+                "{w}x{h}: {ours_psnr} vs {psnr}"
+            );
+            assert!((ours_ms - ms).abs() < 1e-9, "{w}x{h}: {ours_ms} vs {ms}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn ms_ssim_drops_with_noise() {
         let clean = noisy(256, 192, 0.0, 1);

@@ -1,10 +1,20 @@
 # Independent PSNR / MS-SSIM reference (PyTorch, float64), written from the published algorithm
-# (Wang et al. 2003; pytorch_msssim conventions) to check codec/src/metrics.rs. Usage:
-#   python3 metrics_reference.py a.png b.png
-import sys, torch, torch.nn.functional as F
-from PIL import Image
-import numpy as np
-def load(p): return torch.tensor(np.asarray(Image.open(p).convert('RGB')), dtype=torch.float64).permute(2,0,1)[None]
+# (Wang et al. 2003; pytorch_msssim conventions) to check codec/src/metrics.rs, which runs it
+# (`metrics::tests::agrees_with_the_pytorch_reference_run_now`). Needs only torch. Usage:
+#   python3 metrics_reference.py a.ppm b.ppm        (binary PPM, P6, 8-bit)
+import math, sys, torch, torch.nn.functional as F
+def load(p):
+    data = open(p, 'rb').read()
+    fields, pos = [], 0
+    while len(fields) < 4:  # magic, width, height, maxval; whitespace-separated, no comments
+        while data[pos:pos+1].isspace(): pos += 1
+        end = pos
+        while not data[end:end+1].isspace(): end += 1
+        fields.append(data[pos:end]); pos = end
+    assert fields[0] == b'P6' and fields[3] == b'255', 'an 8-bit binary PPM'
+    w, h = int(fields[1]), int(fields[2])
+    px = torch.frombuffer(bytearray(data[pos+1:pos+1+3*w*h]), dtype=torch.uint8)
+    return px.to(torch.float64).view(h, w, 3).permute(2, 0, 1)[None]
 def gauss(n=11, s=1.5):
     c = torch.arange(n, dtype=torch.float64) - n//2
     g = torch.exp(-(c**2)/(2*s*s)); return g/g.sum()
@@ -29,4 +39,4 @@ def msssim(X, Y):
     return torch.prod(v ** w.view(-1,1,1), 0).mean().item()
 a, b = load(sys.argv[1]), load(sys.argv[2])
 mse = ((a-b)**2).mean().item()
-print("psnr", 10*np.log10(255**2/mse), "msssim", msssim(a, b))
+print("psnr", repr(10*math.log10(255**2/mse)), "msssim", repr(msssim(a, b)))

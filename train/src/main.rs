@@ -83,7 +83,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse().command) {
+    match run(codec::args::parse_or_exit::<Cli>("ember-train").command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ember-train: error: {e}");
@@ -147,9 +147,15 @@ fn dispatch(kind: BackendKind, job: impl AutodiffJob) -> Result<(), String> {
         BackendKind::Tch => job
             .go::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cpu),
         #[cfg(feature = "tch")]
-        BackendKind::TchCuda => job.go::<Autodiff<burn::backend::LibTorch>>(
-            burn::backend::libtorch::LibTorchDevice::Cuda(0),
-        ),
+        BackendKind::TchCuda => {
+            // Every training step convolves tensors of the same shapes (fixed batch and crop),
+            // so cuDNN's autotuner, which times the algorithms once per shape and keeps the
+            // fastest, pays for itself within the first steps; LibTorch leaves it off.
+            tch::Cuda::cudnn_set_benchmark(true);
+            job.go::<Autodiff<burn::backend::LibTorch>>(
+                burn::backend::libtorch::LibTorchDevice::Cuda(0),
+            )
+        }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => job.go::<Autodiff<burn::backend::Cuda>>(Default::default()),
         #[cfg(feature = "wgpu")]

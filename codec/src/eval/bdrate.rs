@@ -7,7 +7,8 @@
 //!   JVET/AOM common test conditions prefer because a cubic can wiggle between points.
 //!
 //! Both integrate exactly (no sampling). The result moves more with the quality range than with
-//! the interpolation (DESIGN-NOTES §8), so callers report the range too.
+//! the interpolation (measured on Kodak: cubic and pchip differ by at most about a point, a
+//! different range by more), so callers report the range too.
 
 /// A rate-distortion curve: rates (bpp) and qualities (dB), one entry per point.
 #[derive(Clone, Debug, PartialEq)]

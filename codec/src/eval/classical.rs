@@ -3,8 +3,8 @@
 //!
 //! Every codec is described by its encode and decode command lines with placeholders, and those
 //! exact lines go into the results JSON, so each point can be reproduced by hand. Settings follow
-//! what the learned-compression literature compares against and what was measured here
-//! (DESIGN-NOTES §8): `cwebp -m 6`; AVIF and HEVC in 4:4:4 with full-range BT.601 and accurate
+//! what the learned-compression literature compares against and what was measured on Kodak
+//! with Debian's tools: `cwebp -m 6`; AVIF and HEVC in 4:4:4 with full-range BT.601 and accurate
 //! rounding; x265 without its version SEI (`info=0`, ≈ 2 KB per stream) and tuned for PSNR
 //! (psy-rd off; it otherwise spends chroma bits on perceptual grain).
 

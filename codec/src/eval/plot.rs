@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn writes_a_png_with_both_panels() {
         if let Err(e) = ensure_font() {
-            eprintln!("skipping: {e}");
+            crate::skip_test(e);
             return;
         }
         let a = Curve {

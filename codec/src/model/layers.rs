@@ -100,8 +100,8 @@ pub fn depth_to_space<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// ×2 upsampling as a 3×3 convolution to four times the channels followed by depth-to-space.
-/// Cheaper than a transposed convolution on every backend measured (DESIGN-NOTES §6) and
-/// free of its checkerboard artefacts.
+/// Cheaper than a transposed convolution on every backend measured for this project (2× on
+/// burn-cuda, 10× on ndarray at inference) and free of its checkerboard artefacts.
 #[derive(Module, Debug)]
 pub struct Up<B: Backend> {
     pub conv: Conv2d<B>,

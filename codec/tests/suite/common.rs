@@ -8,6 +8,18 @@ use codec::image_io::Planar;
 use codec::weights::ModelFile;
 use std::path::{Path, PathBuf};
 
+/// Says on the test run's output that the calling test skips its check, and why. Written to the
+/// process's stderr directly: the harness swallows `eprintln!` from a passing test, and a skipped
+/// check must not pass silently.
+pub fn skip(why: impl std::fmt::Display) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 /// The backends built into this test binary that run without a GPU: tch (CPU) and ndarray,
 /// and wgpu when built with `--features codec/wgpu` (on a machine without a GPU, Vulkan
 /// through Mesa's lavapipe; `scripts/test-wgpu.sh`).
@@ -79,7 +91,7 @@ pub fn kodak_and_shipped_model() -> Option<(PathBuf, ModelFile)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let kodak = root.join("../shared/datasets/kodak");
     if !kodak.is_dir() {
-        eprintln!("skipping: Kodak not found at {}", kodak.display());
+        skip(format!("Kodak not found at {}", kodak.display()));
         return None;
     }
     Some((kodak, shipped_model()))

@@ -37,10 +37,9 @@ fn round_trips_reproduce_latents_at_all_sizes() {
 fn streams_decode_identically_across_backends() {
     let kinds = cpu_backends();
     if kinds.len() < 2 {
-        eprintln!(
-            "skipping: only {:?} built; build with --features tch for the cross-backend check",
-            kinds
-        );
+        skip(format!(
+            "only {kinds:?} built; build with --features tch for the cross-backend check"
+        ));
     }
     let model = synthetic();
     let img = picture(96, 80, 3, 8);
