@@ -65,7 +65,8 @@ echo "schedule: $steps steps of $batch ($s_per_step s/step measured), $warmup wa
 seed=$((16#$(sha256sum models/ember-mrc-v1.safetensors | cut -c1-12)))
 run=${TMPDIR:-/tmp}/ember-run
 rm -rf "$run"
-# Kodak does not travel: validation is off here and runs on the returned model instead.
+# The validation photos do not travel (the pack leaves them out): validation is off here and
+# runs on the returned model instead (scripts/train-leg.sh decides on it).
 "$bin" run --run "$run" --backend "$backend" --data gpu/train-pack --val "$run/no-validation" \
     --init models/ember-mrc-v1.safetensors --minutes "$minutes" --batch "$batch" --crop 256 \
     --max-short 256 --lr 2e-4 --warmup "$warmup" --steps "$steps" --seed "$seed" \

@@ -5,8 +5,11 @@
 //! artefacts, and the cache then fits in a few GB. Images whose shorter side is below the crop
 //! size are **upscaled** to it (never padded), so every crop is real image content. Crops are
 //! taken at random positions and flipped horizontally with probability ½.
+//!
+//! The validation set (`train/validation.txt`, [`HELD_OUT`]) is never trained on: every image
+//! whose path ends with one of its lines is left out of [`Dataset::load`] and [`pack`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use image::RgbImage;
@@ -15,16 +18,50 @@ use rayon::prelude::*;
 
 use crate::rng::Rng;
 
+/// The validation set: paths relative to the training-data folder, one per line, `#` comments.
+/// Compiled in, so every build holds out the same photos whatever folder it runs from.
+pub const HELD_OUT: &str = include_str!("../validation.txt");
+
+/// The held-out validation photos, as paths relative to the training-data folder.
+pub fn held_out() -> impl Iterator<Item = &'static Path> {
+    HELD_OUT
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Path::new)
+}
+
+/// Whether `path` is a validation photo: it ends with one of [`held_out`]'s paths (whole
+/// components, so a folder may be given at any depth above them).
+pub fn is_held_out(path: &Path) -> bool {
+    held_out().any(|h| path.ends_with(h))
+}
+
+/// Every image under `dir` except the validation photos, sorted.
+pub fn training_images(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = codec::image_io::list_images(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    files.retain(|f| !is_held_out(f));
+    Ok(files)
+}
+
+/// The validation photos found under the training-data folder `dir`, in the list's order.
+pub fn validation_images(dir: &Path) -> Vec<PathBuf> {
+    held_out()
+        .map(|h| dir.join(h))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
 pub struct Dataset {
     images: Vec<RgbImage>,
 }
 
 impl Dataset {
-    /// Loads every image under `dir` in parallel. Unreadable files are skipped with a warning
-    /// naming them; an empty result is an error.
+    /// Loads every training image under `dir` (all but the validation photos) in parallel.
+    /// Unreadable files are skipped with a warning naming them; an empty result is an error.
     pub fn load(dir: &Path, crop: u32, max_short: u32) -> Result<Self, String> {
-        let files = codec::image_io::list_images(dir)
-            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let files = training_images(dir)?;
         let images: Vec<RgbImage> = files
             .par_iter()
             .filter_map(|f| match image::open(f) {
@@ -76,12 +113,12 @@ impl Dataset {
     }
 }
 
-/// Writes every image under `src` into `out` as a JPEG of quality `quality` whose shorter side
-/// is `short_side`: a compact copy of a training set for machines it must travel to (the GPU
-/// machine takes 64 MiB per call). Returns the number of images and their total bytes.
+/// Writes every training image under `src` (all but the validation photos) into `out` as a JPEG
+/// of quality `quality` whose shorter side is `short_side`: a compact copy of a training set for
+/// machines it must travel to (the GPU machine takes 64 MiB per call). Returns the number of
+/// images and their total bytes.
 pub fn pack(src: &Path, out: &Path, short_side: u32, quality: u8) -> Result<(usize, u64), String> {
-    let files = codec::image_io::list_images(src)
-        .map_err(|e| format!("cannot list {}: {e}", src.display()))?;
+    let files = training_images(src)?;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let sizes: Vec<u64> = files
         .par_iter()
@@ -150,4 +187,45 @@ pub fn prefetch(
         },
     );
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validation_set_is_fifty_distinct_photos() {
+        let list: Vec<&Path> = held_out().collect();
+        assert_eq!(list.len(), 50);
+        let mut names: Vec<&Path> = list.clone();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 50, "a photo is listed twice");
+        for p in list {
+            assert!(
+                p.is_relative() && p.components().count() == 2,
+                "{}",
+                p.display()
+            );
+        }
+    }
+
+    #[test]
+    fn held_out_photos_are_left_out_of_training_and_found_for_validation() {
+        let dir = std::env::temp_dir().join(format!("ember-holdout-{}", std::process::id()));
+        let first = held_out().next().unwrap();
+        let kept = Path::new("imagenet_samples/not_a_validation_photo.png");
+        for p in [first, kept] {
+            let path = dir.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image::RgbImage::new(64, 64).save(&path).unwrap();
+        }
+        assert_eq!(training_images(&dir).unwrap(), vec![dir.join(kept)]);
+        assert_eq!(validation_images(&dir), vec![dir.join(first)]);
+        // Given one level down, the same photo is still held out.
+        let sub = dir.join(first.parent().unwrap());
+        assert_eq!(training_images(&sub).unwrap(), vec![dir.join(kept)]);
+        assert_eq!(Dataset::load(&dir, 64, 512).unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -48,11 +48,13 @@ pub struct RunArgs {
     /// [default: ../shared/datasets/train].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Validation images, coded to real bytes every --val-every steps
-    /// [default: ../shared/datasets/kodak].
+    /// Folder of validation images, coded to real bytes every --val-every steps [default: the
+    /// held-out photos of train/validation.txt under --data, which training never sees; never
+    /// Kodak, the test set].
     #[arg(long)]
     pub val: Option<PathBuf>,
-    /// How many validation images to use, the first in sorted order [default: 3].
+    /// How many validation images to use: the first of --val in sorted order, or of the
+    /// held-out list in its order [default: 3].
     #[arg(long)]
     pub val_images: Option<usize>,
     /// Steps between validations, which also stop a run whose model falls apart (its cost at
@@ -212,10 +214,7 @@ impl RunArgs {
                 .unwrap_or_else(|| "../shared/datasets/train".into()),
             init: self.init,
             reset_gains: self.reset_gains,
-            val: Some(
-                self.val
-                    .unwrap_or_else(|| "../shared/datasets/kodak".into()),
-            ),
+            val: self.val,
             val_images: self.val_images.unwrap_or(3),
             run: self.run,
             batch: self.batch.unwrap_or(16),

@@ -37,6 +37,8 @@ pub struct Config {
     /// [`Model::with_gain_ladder`]), for models trained before the ladder existed.
     #[serde(default)]
     pub reset_gains: bool,
+    /// Folder of validation images; `None`: the held-out validation photos under `data`
+    /// ([`data::validation_images`]).
     pub val: Option<PathBuf>,
     pub val_images: usize,
     pub run: PathBuf,
@@ -449,13 +451,10 @@ pub fn train<B: AutodiffBackend>(
     let mut log = Log::open(&config.run)?;
     eprintln!("loading training images from {} ...", config.data.display());
     let data = Arc::new(Dataset::load(&config.data, config.crop, config.max_short)?);
-    let val: Vec<Planar> = match &config.val {
-        Some(dir) if dir.is_dir() => codec::image_io::list_images(dir)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .take(config.val_images)
-            .map(|p| Planar::load(p).map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?,
+    let val_files = match &config.val {
+        Some(dir) if dir.is_dir() => {
+            codec::image_io::list_images(dir).map_err(|e| e.to_string())?
+        }
         Some(dir) => {
             eprintln!(
                 "warning: validation folder {} not found; validation is off",
@@ -463,8 +462,23 @@ pub fn train<B: AutodiffBackend>(
             );
             Vec::new()
         }
-        None => Vec::new(),
+        None => {
+            let files = data::validation_images(&config.data);
+            if files.is_empty() {
+                eprintln!(
+                    "warning: none of the held-out validation photos (train/validation.txt) is \
+                     under {}; validation is off (give --val)",
+                    config.data.display()
+                );
+            }
+            files
+        }
     };
+    let val: Vec<Planar> = val_files
+        .iter()
+        .take(config.val_images)
+        .map(|p| Planar::load(p).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
     eprintln!(
         "{} training images, {} validation images",
         data.len(),
