@@ -58,6 +58,8 @@ table=$("$ember" bdrate "$run/validation/ember-mrc-v1.json" --against "$store/em
 vs_shipped=$(bd 1 <<< "$table")
 vs_webp=$(bd 2 <<< "$table")
 shipped_webp=$("$ember" bdrate "$store/ember-mrc-v1.json" --against "$store/webp.json" | bd 1)
+# A BD-rate with its sign ("n/a" as it is).
+signed() { python3 -c 'import sys; print(f"{float(sys.argv[1]):+.2f}%")' "$1" 2>/dev/null || echo "$1"; }
 # The leg in words, its crops in 256² equivalents, and its minutes.
 read -r crops minutes what < <(python3 - "$run/state.json" <<'PY'
 import json, sys
@@ -80,8 +82,8 @@ except ValueError:
     echo
     echo "$table"
     echo
-    echo "- against the shipped model: ${vs_shipped}% BD-rate (PSNR, cubic)"
-    echo "- against WebP: candidate ${vs_webp}%, shipped ${shipped_webp}%"
+    echo "- against the shipped model: $(signed "$vs_shipped") BD-rate (PSNR, cubic)"
+    echo "- against WebP: candidate $(signed "$vs_webp"), shipped $(signed "$shipped_webp")"
     echo "- leg: $what, $crops crops of 256² (equivalent), $minutes min"
     if [ "$wins" = 1 ]; then echo "- installed as $shipped"; else echo "- not installed: kept here"; fi
 } > "$run/DECISION.md"
