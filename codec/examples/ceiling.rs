@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
-use codec::backend::{self, BackendKind, Job};
+use codec::backend::{self, Job};
 use codec::image_io::Planar;
 use codec::weights::ModelFile;
 
@@ -74,7 +74,7 @@ fn main() -> Result<(), String> {
     let file =
         ModelFile::load(&codec::zoo::find_model(model.as_deref())?).map_err(|e| e.to_string())?;
     let images = codec::eval::load_images(Path::new(&dir))?;
-    let kind = BackendKind::default_kind().ok_or("no CPU backend built")?;
+    let kind = codec::backend::default_kind().ok_or("no CPU backend built")?;
     backend::run(
         kind,
         Ceiling {

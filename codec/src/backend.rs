@@ -7,56 +7,36 @@
 
 use burn::tensor::backend::Backend;
 
-/// A compute backend, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
-    /// LibTorch on the CPU.
-    Tch,
-    /// LibTorch on the first NVIDIA GPU.
-    TchCuda,
-    /// Burn's CUDA backend (CubeCL).
-    Cuda,
-    /// Burn's WebGPU/Vulkan backend.
-    Wgpu,
-    /// Burn's pure-Rust CPU backend.
-    Ndarray,
+pub use cli::BackendKind;
+
+/// The backends compiled into this binary, fastest first.
+pub fn built() -> Vec<BackendKind> {
+    let mut v = Vec::new();
+    if cfg!(feature = "tch") {
+        v.extend([BackendKind::Tch, BackendKind::TchCuda]);
+    }
+    if cfg!(feature = "cuda") {
+        v.push(BackendKind::Cuda);
+    }
+    if cfg!(feature = "wgpu") {
+        v.push(BackendKind::Wgpu);
+    }
+    if cfg!(feature = "ndarray") {
+        v.push(BackendKind::Ndarray);
+    }
+    v
 }
 
-impl BackendKind {
-    /// The backends compiled into this binary, fastest first.
-    pub fn built() -> Vec<BackendKind> {
-        let mut v = Vec::new();
-        if cfg!(feature = "tch") {
-            v.extend([BackendKind::Tch, BackendKind::TchCuda]);
-        }
-        if cfg!(feature = "cuda") {
-            v.push(BackendKind::Cuda);
-        }
-        if cfg!(feature = "wgpu") {
-            v.push(BackendKind::Wgpu);
-        }
-        if cfg!(feature = "ndarray") {
-            v.push(BackendKind::Ndarray);
-        }
-        v
-    }
+/// The fastest CPU backend built (GPUs are chosen explicitly, since a machine may lack one).
+pub fn default_kind() -> Option<BackendKind> {
+    fastest_cpu(&built())
+}
 
-    /// The fastest CPU backend built (GPUs are chosen explicitly, since a machine may lack one).
-    pub fn default_kind() -> Option<BackendKind> {
-        Self::built()
-            .into_iter()
-            .find(|k| !matches!(k, BackendKind::TchCuda | BackendKind::Cuda))
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Tch => "tch",
-            BackendKind::TchCuda => "tch-cuda",
-            BackendKind::Cuda => "cuda",
-            BackendKind::Wgpu => "wgpu",
-            BackendKind::Ndarray => "ndarray",
-        }
-    }
+fn fastest_cpu(built: &[BackendKind]) -> Option<BackendKind> {
+    built
+        .iter()
+        .copied()
+        .find(|k| !matches!(k, BackendKind::TchCuda | BackendKind::Cuda))
 }
 
 /// Work that runs on whichever backend is chosen.
@@ -67,17 +47,6 @@ pub trait Job {
 
 /// Runs `job` on `kind`, or explains that this binary was built without it.
 pub fn run<J: Job>(kind: BackendKind, job: J) -> Result<J::Output, String> {
-    let missing = || {
-        let built: Vec<&str> = BackendKind::built()
-            .into_iter()
-            .map(BackendKind::name)
-            .collect();
-        format!(
-            "backend {} is not built into this binary (built: {})",
-            kind.name(),
-            built.join(", ")
-        )
-    };
     match kind {
         #[cfg(feature = "tch")]
         BackendKind::Tch => {
@@ -96,7 +65,32 @@ pub fn run<J: Job>(kind: BackendKind, job: J) -> Result<J::Output, String> {
         #[allow(unreachable_patterns)]
         _ => {
             drop(job);
-            Err(missing())
+            Err(missing(kind))
         }
+    }
+}
+
+fn missing(kind: BackendKind) -> String {
+    let built: Vec<&str> = built().into_iter().map(BackendKind::name).collect();
+    format!(
+        "backend {} is not built into this binary (built: {})",
+        kind.name(),
+        built.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BackendKind::*;
+    use super::*;
+
+    #[test]
+    fn the_default_is_the_fastest_cpu_backend_built() {
+        // A plain `cargo build` has ndarray alone; the scripts build tch and ndarray.
+        assert_eq!(fastest_cpu(&[Ndarray]), Some(Ndarray));
+        assert_eq!(fastest_cpu(&[Tch, TchCuda, Ndarray]), Some(Tch));
+        assert_eq!(fastest_cpu(&[Cuda, Wgpu, Ndarray]), Some(Wgpu));
+        assert_eq!(fastest_cpu(&[Cuda]), None);
+        assert_eq!(default_kind(), fastest_cpu(&built()));
     }
 }

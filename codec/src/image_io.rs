@@ -21,7 +21,7 @@ use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageReader, Limits};
 use crate::bitstream::{MAX_PIXELS, MAX_SIDE};
 
 /// File extensions read as images; everything else (READMEs, checksums) is ignored.
-const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "ppm", "pgm", "pnm"];
+pub const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "ppm", "pgm", "pnm"];
 
 /// All image files under `dir`, recursively, in sorted order (so runs are reproducible).
 pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -91,8 +91,15 @@ impl Planar {
     /// Reads an image file, checking its size from the header before decoding pixels.
     pub fn load(path: &Path) -> Result<Self, ImageError> {
         let name = path.display().to_string();
-        let err = |e: &dyn std::fmt::Display| ImageError::Read(name.clone(), e.to_string());
-        let bytes = std::fs::read(path).map_err(|e| err(&e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| ImageError::Read(name.clone(), e.to_string()))?;
+        Self::decode(&name, &bytes)
+    }
+
+    /// Decodes an image file's bytes (PNG, JPEG or PNM, told apart by their content), checking
+    /// its size from the header before decoding pixels; `name` names it in errors.
+    pub fn decode(name: &str, bytes: &[u8]) -> Result<Self, ImageError> {
+        let err = |e: &dyn std::fmt::Display| ImageError::Read(name.to_string(), e.to_string());
         let open = || {
             ImageReader::new(Cursor::new(&bytes))
                 .with_guessed_format()
@@ -104,7 +111,7 @@ impl Planar {
             || height > MAX_SIDE
         {
             return Err(ImageError::TooLarge {
-                path: name,
+                path: name.to_string(),
                 width,
                 height,
             });

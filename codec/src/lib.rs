@@ -1,15 +1,12 @@
-//! Ember's codec: the bitstream format, the model registry, the learned model and its
-//! compress/decompress paths. The `ember` binary is a thin CLI over this library.
+//! Ember's codec: the model registry, the learned model and its compress/decompress paths, and
+//! evaluation. The file format is the `bitstream` crate and the command line the `cli` crate;
+//! both are re-exported here under the names they had when they were modules of this one.
 
-pub mod alpha;
-pub mod args;
 pub mod backend;
-pub mod bitstream;
+pub mod commands;
 pub mod compress;
 pub mod detnet;
 pub mod eval;
-pub mod fsutil;
-pub mod icc;
 pub mod image_io;
 pub mod metrics;
 pub mod model;
@@ -18,14 +15,8 @@ pub mod refine;
 pub mod weights;
 pub mod zoo;
 
-/// Says on the test run's output that the calling unit test skips its check, and why (written
-/// to stderr directly: the harness swallows `eprintln!` from a passing test).
+pub use bitstream::{self, alpha, icc};
+pub use cli::{args, fsutil};
+
 #[cfg(test)]
-pub(crate) fn skip_test(why: impl std::fmt::Display) {
-    use std::io::Write;
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_string();
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
+pub(crate) use cli::skip_test;

@@ -114,7 +114,7 @@ impl AutodiffJob for bench::BenchJob {
 /// The backend asked for, or the fastest one built.
 fn pick_backend(backend: Option<BackendKind>) -> Result<BackendKind, String> {
     backend
-        .or_else(BackendKind::default_kind)
+        .or_else(codec::backend::default_kind)
         .ok_or_else(|| "no backend built".into())
 }
 
@@ -233,7 +233,7 @@ fn run(command: Command) -> Result<(), String> {
                     .ok_or_else(|| format!("no checkpoint in {}", checkpoint.display()))?
             };
             let file = codec::backend::run(
-                BackendKind::default_kind().ok_or("no backend built")?,
+                codec::backend::default_kind().ok_or("no backend built")?,
                 ExportJob(ckpt),
             )??;
             file.save(&output)
@@ -243,7 +243,7 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Init { output, seed } => {
             let file = codec::backend::run(
-                BackendKind::default_kind().ok_or("no backend built")?,
+                codec::backend::default_kind().ok_or("no backend built")?,
                 InitJob(seed),
             )?;
             file.save(&output)

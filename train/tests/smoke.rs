@@ -254,7 +254,7 @@ fn tiny_run_checkpoints_resumes_and_exports() {
     let file = ModelFile::load(&model).unwrap();
     let img = picture(40, 24, 1.0);
     let (bytes, rec) = backend::run(
-        BackendKind::default_kind().unwrap(),
+        codec::backend::default_kind().unwrap(),
         RoundTrip(file, img.clone()),
     )
     .unwrap();
@@ -370,7 +370,7 @@ fn one_step(kind: BackendKind, data: &Path, run: &Path, extra: &[&str]) -> std::
 fn every_cpu_backend_takes_a_step() {
     let dir = tempfile::tempdir().unwrap();
     let data = one_picture(dir.path());
-    for kind in BackendKind::built() {
+    for kind in codec::backend::built() {
         if !matches!(
             kind,
             BackendKind::Tch | BackendKind::Ndarray | BackendKind::Wgpu
@@ -395,7 +395,7 @@ fn every_cpu_backend_takes_a_step() {
 fn bf16_precision_trains_on_libtorch_only() {
     let dir = tempfile::tempdir().unwrap();
     let data = one_picture(dir.path());
-    for kind in BackendKind::built() {
+    for kind in codec::backend::built() {
         let run = dir.path().join(kind.name());
         let out = one_step(kind, &data, &run, &["--precision", "bf16"]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -627,7 +627,7 @@ impl FrozenRun {
 /// pictures.
 fn same_symbols_other_picture(before: ModelFile, after: ModelFile) {
     let img = picture(40, 24, 1.0);
-    let kind = BackendKind::default_kind().unwrap();
+    let kind = codec::backend::default_kind().unwrap();
     let (before_bytes, before) = backend::run(kind, RoundTrip(before, img.clone())).unwrap();
     let (after_bytes, after) = backend::run(kind, RoundTrip(after, img)).unwrap();
     let n = before_bytes.len();

@@ -4,12 +4,12 @@
 //!
 //! The same loop measures Ember and the classical codecs ([`classical`]), so every curve in a
 //! comparison is computed by one piece of code. [`curves`] reads results files (ours and the
-//! published anchors), [`bdrate`] compares curves and [`plot`] draws them.
+//! published anchors), [`bdrate`] compares curves and [`plot`] draws them (all three in the
+//! `cli` crate, which runs them without a model).
 
-pub mod bdrate;
 pub mod classical;
-pub mod curves;
-pub mod plot;
+
+pub use cli::{bdrate, curves, plot};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use codec::bitstream::{self, Header};
 use codec::zoo::ModelId;
 
 fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember"))
+    Command::new(env!("CARGO_BIN_EXE_ember-codec"))
         .args(args)
         .output()
         .expect("ember runs")
@@ -528,5 +528,118 @@ fn bench_entropy_prints_a_table() {
     assert!(
         text.contains("| encode |") && text.contains("| decode |"),
         "{text}"
+    );
+}
+
+/// Runs `ember ARGS` with `stdin` on its standard input.
+fn ember_piped(args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ember-codec"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ember runs");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Several inputs in one process: a folder's images become `-d DIR/NAME.ember`, byte for byte
+/// the streams that one encode per file writes; a bad file is one line and the others go on,
+/// the exit status saying that one failed; folders of streams decode to the same PNGs as
+/// single decodes. `-` is standard input and `-o -` standard output, the report then going to
+/// stderr.
+#[test]
+fn folders_and_standard_streams_code_like_single_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = d.join("src");
+    std::fs::create_dir(&src).unwrap();
+    for (name, w, h, phase) in [("a.png", 48, 32, 0.0), ("b.png", 40, 24, 1.5)] {
+        codec::image_io::Planar::pattern(w, h, 3, 8, phase)
+            .save_png(&src.join(name))
+            .unwrap();
+    }
+    write(&src, "c.png", b"not a png");
+    write(&src, "notes.txt", b"not an image either, and not an input");
+    let single: Vec<Vec<u8>> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let img = src.join(format!("{n}.png"));
+            encode_ok(
+                d,
+                img.to_str().unwrap(),
+                &format!("{n}.ember"),
+                &["--quality", "2"],
+            )
+            .0
+        })
+        .collect();
+
+    let enc = d.join("enc");
+    let out = ember(&[
+        "encode",
+        src.to_str().unwrap(),
+        "-d",
+        enc.to_str().unwrap(),
+        "--quality",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("ember: error: ") && lines[0].contains("c.png"),
+        "{err}"
+    );
+    assert_eq!(lines[1], "ember: error: 1 of 3 files failed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert_eq!(std::fs::read(enc.join("a.ember")).unwrap(), single[0]);
+    assert_eq!(std::fs::read(enc.join("b.ember")).unwrap(), single[1]);
+    assert!(!enc.join("c.ember").exists());
+
+    let dec = d.join("dec");
+    let out = ember(&["decode", enc.to_str().unwrap(), "-d", dec.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in ["a", "b"] {
+        let alone = d.join(format!("{n}.png"));
+        decode_ok(&d.join(format!("{n}.ember")), &alone);
+        assert_eq!(
+            std::fs::read(dec.join(format!("{n}.png"))).unwrap(),
+            std::fs::read(&alone).unwrap()
+        );
+    }
+
+    let png = std::fs::read(src.join("a.png")).unwrap();
+    let out = ember_piped(&["encode", "-", "-o", "-", "--quality", "2"], &png);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, single[0]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<stdout>: "));
+    let out = ember_piped(&["decode", "-", "-o", "-"], &single[0]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, std::fs::read(d.join("a.png")).unwrap());
+
+    // Mistakes in the invocation are refused before anything is coded.
+    let a = src.join("a.png");
+    let a = a.to_str().unwrap();
+    assert_one_line_error(&ember(&["encode", a]), "say where to write");
+    assert_one_line_error(&ember(&["encode", a, a, "-o", "x.ember"]), "2 inputs");
+    assert_one_line_error(
+        &ember(&["encode", "-", "-d", "x"]),
+        "standard input has no name",
     );
 }

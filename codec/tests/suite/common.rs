@@ -8,23 +8,15 @@ use codec::image_io::Planar;
 use codec::weights::ModelFile;
 use std::path::{Path, PathBuf};
 
-/// Says on the test run's output that the calling test skips its check, and why. Written to the
-/// process's stderr directly: the harness swallows `eprintln!` from a passing test, and a skipped
-/// check must not pass silently.
-pub fn skip(why: impl std::fmt::Display) {
-    use std::io::Write;
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_string();
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
+/// Says on the test run's output that the calling test skips its check, and why (a skipped
+/// check must not pass silently).
+pub use cli::skip_test as skip;
 
 /// The backends built into this test binary that run without a GPU: tch (CPU) and ndarray,
 /// and wgpu when built with `--features codec/wgpu` (on a machine without a GPU, Vulkan
 /// through Mesa's lavapipe; `scripts/test-wgpu.sh`).
 pub fn cpu_backends() -> Vec<BackendKind> {
-    BackendKind::built()
+    codec::backend::built()
         .into_iter()
         .filter(|k| {
             matches!(

@@ -80,7 +80,7 @@ fn streams_do_not_depend_on_thread_count() {
     let mut outputs = Vec::new();
     for threads in ["1", "2"] {
         let out = dir.path().join(format!("t{threads}.ember"));
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_ember-codec"))
             .env("RAYON_NUM_THREADS", threads)
             .args([
                 "encode",

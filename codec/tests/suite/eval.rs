@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use codec::image_io::Planar;
 
 fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember"))
+    Command::new(env!("CARGO_BIN_EXE_ember-codec"))
         .args(args)
         .output()
         .expect("ember runs")

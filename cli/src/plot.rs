@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::curves::{Curve, Metric};
+use crate::curves::{Curve, Metric};
 
 const WIDTH: u32 = 1600;
 const HEIGHT: u32 = 680;

@@ -3,7 +3,7 @@
 //! a CRC32. `bitstream-spec/SPEC.md` keeps its layout as an appendix.
 
 use super::{CRC_LEN, FormatError, Header, Payload, Stream, check_crc, check_header, le};
-use crate::zoo::ModelId;
+use crate::ModelId;
 
 /// Bytes of the version 1 fixed header, magic included.
 pub const HEADER_LEN: usize = 32;

@@ -1,5 +1,7 @@
 //! The Ember file format: reader and writer. `bitstream-spec/SPEC.md` specifies it byte by
-//! byte; this module is its only implementation, and the two change together.
+//! byte; this crate is its only implementation, and the two change together. It has no model
+//! and no compute backend in it, so that what only reads files (`ember info`, fuzzing) does
+//! not carry them.
 //!
 //! Ember writes version 2: a 21-byte header, one entropy-coded payload holding every part of
 //! the latent in coding order, and a CRC32. It still reads version 1, whose larger header and
@@ -9,9 +11,34 @@
 //! actually present before it is used, payloads are borrowed from the input (nothing is
 //! allocated from a claimed size), and each way a file can be wrong has its own error.
 
+pub mod alpha;
+pub mod icc;
 pub mod v1;
 
-use crate::zoo::ModelId;
+/// A model architecture a stream may name (the registry: ids are never reused; a decoder
+/// refuses an id it does not know rather than decoding garbage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModelId {
+    /// Ember's multi-reference checkerboard model, first generation.
+    MrcV1 = 1,
+}
+
+impl ModelId {
+    /// Every architecture this build can name.
+    pub const ALL: [ModelId; 1] = [ModelId::MrcV1];
+
+    /// Looks up the id stored in a stream.
+    pub fn from_u16(id: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| *m as u16 == id)
+    }
+
+    /// Short name, as printed by `ember info` and used in model file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelId::MrcV1 => "ember-mrc-v1",
+        }
+    }
+}
 
 /// The four bytes every Ember file starts with.
 pub const MAGIC: [u8; 4] = *b"EMBR";

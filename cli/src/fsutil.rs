@@ -52,21 +52,28 @@ pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
         return Err(std::io::Error::other("is a directory"));
     }
     let len = meta.len();
-    let too_large = |len: u64| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{len} bytes is larger than the {max} bytes allowed"),
-        )
-    };
     if len > max {
-        return Err(too_large(len));
+        return Err(too_large(max, len));
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(max + 1).read_to_end(&mut bytes)?;
+    read_all_bounded(file, len as usize, max)
+}
+
+/// Reads `reader` to its end (standard input, say), refusing more than `max` bytes the way
+/// [`read_bounded`] does; `expected` is the capacity to start with.
+pub fn read_all_bounded(reader: impl Read, expected: usize, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(expected);
+    reader.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
-        return Err(too_large(bytes.len() as u64));
+        return Err(too_large(max, bytes.len() as u64));
     }
     Ok(bytes)
+}
+
+fn too_large(max: u64, len: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{len} bytes is larger than the {max} bytes allowed"),
+    )
 }
 
 #[cfg(test)]

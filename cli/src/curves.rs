@@ -1,10 +1,10 @@
-//! Rate-distortion curves read from results files: ours ([`super::compressai_json`]), CompressAI's
+//! Rate-distortion curves read from results files: ours (`ember eval`), CompressAI's
 //! published results (`{"name", "results": {"bpp", "psnr-rgb", "ms-ssim-rgb"}}`) and the MLIC
 //! releases' flat `{"bpp", "psnr"}` files.
 
 use std::path::Path;
 
-use super::bdrate::RdPoints;
+use crate::bdrate::RdPoints;
 
 /// Which distortion axis a comparison uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
