@@ -13,6 +13,11 @@ pub mod bdrate;
 pub mod curves;
 pub mod fsutil;
 pub mod plot;
+#[doc(hidden)]
+pub mod testing;
+
+#[doc(hidden)]
+pub use testing::skip_test;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -415,18 +420,4 @@ fn bench_entropy(symbols: usize) {
         println!("| {name:<6} | {:>11.1} | {:>9.2} |", rate / 1e6, 1e9 / rate);
     }
     println!("rate: {bits:.3} bits/symbol");
-}
-
-/// Says on a test run's output that the calling test skips its check, and why: written to
-/// stderr directly, since the test harness swallows `eprintln!` from a passing test. For the
-/// tests of every crate of the workspace (not `cfg(test)`, so that other crates' tests can
-/// call it).
-#[doc(hidden)]
-pub fn skip_test(why: impl std::fmt::Display) {
-    use std::io::Write;
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_string();
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }

@@ -54,16 +54,24 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let name = format!("step-{:08}", state.step);
     let tmp = base.join(format!("{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    model
-        .clone()
-        .save_file(tmp.join("model"), &recorder())
-        .map_err(|e| format!("cannot save model: {e}"))?;
-    recorder()
-        .record(optim.to_record(), tmp.join("optim"))
-        .map_err(|e| format!("cannot save optimizer: {e}"))?;
-    let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    std::fs::write(tmp.join("state.json"), json).map_err(|e| format!("cannot write state: {e}"))?;
+    let written = (|| {
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        model
+            .clone()
+            .save_file(tmp.join("model"), &recorder())
+            .map_err(|e| format!("cannot save model: {e}"))?;
+        recorder()
+            .record(optim.to_record(), tmp.join("optim"))
+            .map_err(|e| format!("cannot save optimizer: {e}"))?;
+        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        std::fs::write(tmp.join("state.json"), json).map_err(|e| format!("cannot write state: {e}"))
+    })();
+    if let Err(e) = written {
+        // A half-written checkpoint is never read, but it would hold the space a full disk lacks.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let done = base.join(&name);
     let _ = std::fs::remove_dir_all(&done);
     std::fs::rename(&tmp, &done).map_err(|e| format!("cannot finish checkpoint: {e}"))?;

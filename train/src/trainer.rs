@@ -399,6 +399,12 @@ pub fn train<B: AutodiffBackend>(
     std::fs::create_dir_all(&config.run)
         .map_err(|e| format!("cannot create {}: {e}", config.run.display()))?;
     let mut optim = optimizer::<B>(config.clip);
+    // The last checkpoint on disk: the one resumed from, then each one written. A stop right
+    // after it writes none: rewriting a folder in place would first remove the one that
+    // `latest` names, and a kill at that moment would leave nothing to resume from.
+    let mut saved = resume
+        .as_ref()
+        .map(|(ckpt, state)| (ckpt.clone(), state.step));
     let (mut model, mut state) = match resume {
         Some((ckpt, state)) => {
             optim = checkpoint::load_optim(&ckpt, optim, &device)?;
@@ -623,12 +629,16 @@ pub fn train<B: AutodiffBackend>(
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
             let p = checkpoint::save(&config.run, &model, &optim, &state)?;
             bar.println(format!("checkpoint {}", p.display()));
+            saved = Some((p, state.step));
             last_ckpt = Instant::now();
         }
     }
     state.rng = rng;
     state.seconds = seconds_before + started.elapsed().as_secs_f64();
-    let p = checkpoint::save(&config.run, &model, &optim, &state)?;
+    let p = match saved {
+        Some((p, step)) if step == state.step => p,
+        _ => checkpoint::save(&config.run, &model, &optim, &state)?,
+    };
     bar.finish_and_clear();
     eprintln!(
         "stopped at step {} after {:.1} min; checkpoint {}",

@@ -674,3 +674,169 @@ fn decoder_run_trains_the_decoder_alone() {
     }
     same_symbols_other_picture(before, after);
 }
+
+/// The step the run's `latest` checkpoint names (0 before the first), after checking that the
+/// checkpoint it names is complete: its state parses and records that step.
+fn checkpointed_step(run: &Path) -> u64 {
+    let Ok(name) = std::fs::read_to_string(run.join("checkpoints/latest")) else {
+        return 0;
+    };
+    let step: u64 = name.trim().trim_start_matches("step-").parse().unwrap();
+    let state = run.join("checkpoints").join(name.trim()).join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(state["step"].as_u64(), Some(step), "{}", state);
+    step
+}
+
+/// Starts `ember-train ARGS`, waits until two more checkpoints than `run` had are written (one
+/// per step here), waits `delay` more, so that the signal lands at a different point of a
+/// step or of a checkpoint's writing each time, then sends `signal`.
+fn interrupt(args: &[&str], run: &Path, delay_ms: u64, signal: &str) -> std::process::Output {
+    let before = checkpointed_step(run);
+    let child = Command::new(env!("CARGO_BIN_EXE_ember-train"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    // A checkpoint being renamed into place can briefly be half-visible to this poll.
+    let step = || std::panic::catch_unwind(|| checkpointed_step(run)).unwrap_or(before);
+    while step() < before + 2 {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no progress in 5 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-s", signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait_with_output().unwrap()
+}
+
+/// A run killed outright (SIGKILL, at several points of its steps and checkpoint writes)
+/// leaves a complete last checkpoint and resumes from it; one stopped by SIGTERM checkpoints
+/// the step it stopped at and exits 0; `--minutes` ends a run on time. Nothing is lost beyond
+/// the last checkpoint, and the result exports.
+#[test]
+fn killed_and_stopped_runs_resume_from_their_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = one_picture(dir.path());
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let start = [
+        "run",
+        "--run",
+        run_s,
+        "--data",
+        data.to_str().unwrap(),
+        "--val-every",
+        "0",
+        "--batch",
+        "1",
+        "--crop",
+        "64",
+        "--warmup",
+        "1",
+        "--steps",
+        "100000",
+        "--checkpoint-minutes",
+        "0",
+    ];
+    let resume = ["run", "--run", run_s, "--resume"];
+    let out = interrupt(&start, &run, 0, "KILL");
+    assert!(!out.status.success());
+    for delay_ms in [5, 40, 150] {
+        let before = checkpointed_step(&run);
+        let out = interrupt(&resume, &run, delay_ms, "KILL");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("(step {before})")), "{err}");
+        assert!(checkpointed_step(&run) >= before + 2);
+    }
+    let out = interrupt(&resume, &run, 60, "TERM");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let stopped = checkpointed_step(&run);
+    assert!(
+        err.contains(&format!("stopped at step {stopped} ")),
+        "{err}"
+    );
+
+    // --minutes stops a run that would take far longer, and checkpoints where it stopped.
+    let t = std::time::Instant::now();
+    let out = train(&[&resume[..], &["--minutes", "0.02"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(t.elapsed().as_secs() < 120, "took {:?}", t.elapsed());
+    let at = checkpointed_step(&run);
+    assert!(at > stopped && at < 100_000, "{err}");
+    assert!(err.contains(&format!("stopped at step {at} ")), "{err}");
+
+    let model = dir.path().join("m.safetensors");
+    let out = train(&["export", run_s, "-o", model.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ModelFile::load(&model).is_ok());
+}
+
+/// On a full disk, training stops at its first checkpoint and export fails, each with one
+/// error line, leaving no checkpoint and no partial file.
+#[test]
+fn a_full_disk_stops_training_and_export_in_one_line() {
+    let disk = match cli::testing::FullDisk::new() {
+        Ok(disk) => disk,
+        Err(why) => return cli::skip_test(why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = one_picture(dir.path());
+    let full_run = disk.path().join("run");
+    let out = one_step(
+        codec::backend::default_kind().unwrap(),
+        &data,
+        &full_run,
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].starts_with("ember-train: error: ") && errors[0].contains("No space left"),
+        "{err}"
+    );
+    assert!(!full_run.join("checkpoints/latest").exists());
+
+    let run = dir.path().join("run");
+    let out = one_step(codec::backend::default_kind().unwrap(), &data, &run, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = disk.path().join("m.safetensors");
+    let out = train(&[
+        "export",
+        run.to_str().unwrap(),
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    // The run's folder and its empty log are all that is left: no checkpoint, no model.
+    let left: Vec<_> = disk.leftovers();
+    assert!(
+        left.iter().all(|p| p.ends_with("run/log.jsonl")),
+        "{left:?}"
+    );
+}

@@ -222,8 +222,9 @@ fn write_results(
     std::fs::create_dir_all(output)
         .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
     let write = |file: &str, bytes: &[u8]| {
-        crate::fsutil::write_atomic(&output.join(file), bytes)
-            .map_err(|e| format!("cannot write {file}: {e}"))
+        let path = output.join(file);
+        crate::fsutil::write_atomic(&path, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
     write(
         &format!("{name}.json"),

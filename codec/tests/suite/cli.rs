@@ -643,3 +643,85 @@ fn folders_and_standard_streams_code_like_single_files() {
         "standard input has no name",
     );
 }
+
+/// On a full disk, encode, decode and eval each fail with one line that says so, and leave no
+/// file behind (the old contents of an output path would be kept).
+#[test]
+fn a_full_disk_fails_each_command_in_one_line_leaving_nothing() {
+    let disk = match cli::testing::FullDisk::new() {
+        Ok(disk) => disk,
+        Err(why) => return cli::skip_test(why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let img = pattern_png(dir.path(), 48, 32, 0.0);
+    encode_ok(dir.path(), &img, "ok.ember", &[]);
+    let ok = dir.path().join("ok.ember");
+    let to = |name: &str| disk.path().join(name).to_str().unwrap().to_string();
+    let full = "No space left on device";
+    assert_one_line_error(&ember(&["encode", &img, "-o", &to("x.ember")]), full);
+    assert_one_line_error(
+        &ember(&["decode", ok.to_str().unwrap(), "-o", &to("x.png")]),
+        full,
+    );
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(&img, images.join("a.png")).unwrap();
+    // eval reports each image on stderr as it goes; its error is still one line.
+    let images = images.to_str().unwrap();
+    let out = ember(&["eval", images, "--quality", "1", "-o", &to("eval")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("ember: error: "))
+        .collect();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(errors.len() == 1 && errors[0].contains(full), "{err}");
+    assert_eq!(disk.leftovers(), Vec::<std::path::PathBuf>::new());
+}
+
+/// A model file cut short, one with a bit flipped in its weights, and one of another shape
+/// (a tensor missing, a tensor resized) are each refused with one line: the first two by the
+/// loader or by the stream's weights fingerprint, the last by the model's own check.
+#[test]
+fn a_damaged_or_foreign_model_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ember-mrc-v1.safetensors");
+    let bytes = std::fs::read(&shipped).unwrap();
+    let img = pattern_png(dir.path(), 32, 24, 0.0);
+    let (_, _) = encode_ok(dir.path(), &img, "ok.ember", &[]);
+    let ok = dir.path().join("ok.ember");
+    let ok = ok.to_str().unwrap();
+
+    let cut = write(dir.path(), "cut.safetensors", &bytes[..bytes.len() / 2]);
+    assert_one_line_error(
+        &ember(&["decode", ok, "-o", "x.png", "--model", &cut]),
+        "not a valid Ember model",
+    );
+    let mut flipped = bytes.clone();
+    let n = flipped.len();
+    flipped[n / 2] ^= 0x10;
+    let flipped = write(dir.path(), "flipped.safetensors", &flipped);
+    assert_one_line_error(
+        &ember(&["decode", ok, "-o", "x.png", "--model", &flipped]),
+        "decode with the model that encoded it",
+    );
+
+    let mut missing = crate::common::shipped_model();
+    let name = missing.tensors.keys().next().unwrap().clone();
+    missing.tensors.remove(&name);
+    let missing = write(dir.path(), "missing.safetensors", &missing.to_bytes());
+    assert_one_line_error(
+        &ember(&["encode", &img, "-o", "x.ember", "--model", &missing]),
+        &name,
+    );
+    let mut resized = crate::common::shipped_model();
+    let t = resized.tensors.values_mut().next().unwrap();
+    t.shape[0] += 1;
+    t.data.extend(vec![0.0; t.data.len() / (t.shape[0] - 1)]);
+    let resized = write(dir.path(), "resized.safetensors", &resized.to_bytes());
+    assert_one_line_error(
+        &ember(&["encode", &img, "-o", "x.ember", "--model", &resized]),
+        &name,
+    );
+    assert!(!dir.path().join("x.ember").exists() && !Path::new("x.png").exists());
+}
