@@ -9,7 +9,8 @@
 # against the shipped model there is negative. Kodak is the test set: it is evaluated after the
 # install (scripts/kodak-report.sh, the README section) and never read before the decision.
 # Either way RUN_FOLDER/DECISION.md says what was measured; an installed model also gets a row
-# in the history table at the end of models/README.md.
+# in the history table at the end of models/README.md and new golden streams of its encoder
+# (testdata/shipped/).
 #
 # The shipped model's validation curve is kept in models/eval/validation/ with the SHA-256 of
 # the file it belongs to, so each decision codes the candidate only. DATA overrides the
@@ -120,4 +121,7 @@ lines.append(
 open(card + ".tmp", "w").write("\n".join(lines) + "\n")
 PY
 mv models/README.md.tmp models/README.md
-echo "installed; the card's history table has a new row: commit models/ and README.md"
+# The shipped encoder's golden streams (testdata/shipped/) belong to the shipped model.
+EMBER_WRITE_GOLDEN=1 cargo test --release --quiet -p codec --features codec/tch \
+    --test suite shipped:: >/dev/null
+echo "installed; the card's history table and the golden streams are new: commit models/, testdata/shipped/ and README.md"

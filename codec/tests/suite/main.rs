@@ -12,3 +12,4 @@ mod estimate;
 mod eval;
 mod precision;
 mod refine;
+mod shipped;
