@@ -181,9 +181,12 @@ fn description(p: &[u8]) -> Option<String> {
     (!clean.is_empty()).then(|| clean.to_string())
 }
 
-/// One line for `ember info`: description, colour space and size.
+/// One line for `ember info`: description, colour space and size (of any bytes: the fuzzer
+/// found that a profile shorter than its colour-space field used to panic here).
 pub fn describe(p: &[u8]) -> String {
-    let space = String::from_utf8_lossy(&p[16..20]).trim().to_string();
+    let space = p.get(16..20).map_or("unknown".into(), |s| {
+        String::from_utf8_lossy(s).trim().to_string()
+    });
     match description(p) {
         Some(d) => format!("\"{d}\" ({space}, {} bytes)", p.len()),
         None => format!("{space}, {} bytes", p.len()),

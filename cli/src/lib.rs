@@ -344,12 +344,17 @@ fn bdrate(curve: &Path, anchors: &[PathBuf], metric: Metric) -> Result<(), Strin
 
 /// Reads a whole stream, refusing absurd sizes before allocating.
 fn read_stream_file(path: &Path) -> Result<Vec<u8>, String> {
-    fsutil::read_bounded(path, MAX_STREAM_BYTES).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidData => {
-            format!("{}: {e}; no Ember stream is that large", path.display())
-        }
-        _ => format!("{}: {e}", path.display()),
-    })
+    fsutil::read_bounded(path, MAX_STREAM_BYTES)
+        .map_err(|e| stream_read_error(&path.display().to_string(), &e))
+}
+
+/// The one line for a stream `name` that could not be read ([`fsutil::read_bounded`] and
+/// [`fsutil::read_all_bounded`] with [`MAX_STREAM_BYTES`]), saying why a refused size is one.
+pub fn stream_read_error(name: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => format!("{name}: {e}; no Ember stream is that large"),
+        _ => format!("{name}: {e}"),
+    }
 }
 
 fn info(path: &Path) -> Result<(), String> {

@@ -492,6 +492,27 @@ impl<B: Backend> Codec<B> {
 
     /// [`decompress`](Self::decompress), also returning the decoded symbols.
     pub fn decompress_with_latents(&self, bytes: &[u8]) -> Result<(Planar, Latents), CodecError> {
+        let Decoded {
+            header,
+            y_hat,
+            latents,
+            profile,
+            alpha,
+        } = self.decode_latents(bytes)?;
+        let image = Planar {
+            profile,
+            alpha,
+            ..self.reconstruct(&y_hat, &header)
+        };
+        Ok((image, latents))
+    }
+
+    /// Everything [`decompress`](Self::decompress) reads from `bytes`, before the synthesis
+    /// transform: the container, the entropy-coded latents with their deterministic entropy
+    /// parameters, the alpha plane and the colour profile. Separate because it is all of the
+    /// decoder that untrusted bytes reach (the fuzzer's target), while the synthesis only
+    /// computes on a latent map of the header's size.
+    pub fn decode_latents(&self, bytes: &[u8]) -> Result<Decoded, CodecError> {
         let stream = bitstream::read(bytes)?;
         let h = &stream.header;
         if h.weights_hash != self.file.hash {
@@ -541,18 +562,30 @@ impl<B: Backend> Codec<B> {
             .map(|a| alpha::unpack(a, h.width as usize, h.height as usize, h.bit_depth))
             .transpose()
             .map_err(FormatError::BadAlpha)?;
-        Ok((
-            Planar {
-                profile: stream.extras.profile.map(<[u8]>::to_vec),
-                alpha,
-                ..self.reconstruct(&y_hat, h)
-            },
-            Latents {
+        Ok(Decoded {
+            header: stream.header,
+            y_hat,
+            latents: Latents {
                 z: z_sym,
                 y: y_syms,
             },
-        ))
+            profile: stream.extras.profile.map(<[u8]>::to_vec),
+            alpha,
+        })
     }
+}
+
+/// What a stream holds, decoded up to the synthesis transform ([`Codec::decode_latents`]).
+pub struct Decoded {
+    pub header: Header,
+    /// `ŷ`, the latent the synthesis transform takes.
+    pub y_hat: Map,
+    /// The decoded symbols.
+    pub latents: Latents,
+    /// The colour profile, if the stream carries one.
+    pub profile: Option<Vec<u8>>,
+    /// The alpha samples, if the stream carries an alpha plane.
+    pub alpha: Option<Vec<u16>>,
 }
 
 /// The image the encoder codes: `image` itself, or, where it has fully transparent pixels,

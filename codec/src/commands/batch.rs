@@ -38,13 +38,13 @@ impl Source {
         }
     }
 
-    /// The whole input, refused before allocation if it is larger than `max` bytes.
-    pub fn read(&self, max: u64) -> Result<Vec<u8>, String> {
-        let read = match self {
+    /// The whole input, refused before allocation if it is larger than `max` bytes (an
+    /// `InvalidData` error, as [`crate::fsutil::read_bounded`] gives).
+    pub fn read(&self, max: u64) -> std::io::Result<Vec<u8>> {
+        match self {
             Source::Stdin => crate::fsutil::read_all_bounded(std::io::stdin().lock(), 0, max),
             Source::File(p) => crate::fsutil::read_bounded(p, max),
-        };
-        read.map_err(|e| format!("{}: {e}", self.name()))
+        }
     }
 }
 

@@ -284,19 +284,16 @@ fn read_image(item: &Item) -> Result<Planar, String> {
     let bytes = item
         .source
         .read(MAX_IMAGE_BYTES)
-        .map_err(|e| format!("cannot read image {e}"))?;
+        .map_err(|e| format!("cannot read image {}: {e}", item.source.name()))?;
     Planar::decode(&item.source.name(), &bytes).map_err(|e| e.to_string())
 }
 
 /// A stream's bytes, its container checked.
 fn read_stream(item: &Item) -> Result<Vec<u8>, String> {
-    let bytes = item.source.read(MAX_STREAM_BYTES).map_err(|e| {
-        if e.contains("larger than") {
-            format!("{e}; no Ember stream is that large")
-        } else {
-            e
-        }
-    })?;
+    let bytes = item
+        .source
+        .read(MAX_STREAM_BYTES)
+        .map_err(|e| cli::stream_read_error(&item.source.name(), &e))?;
     bitstream::read(&bytes).map_err(|e| format!("{}: {e}", item.source.name()))?;
     Ok(bytes)
 }

@@ -1,0 +1,4 @@
+//! libFuzzer entry for [`fuzz::decode`]; `scripts/fuzz.sh` builds and runs it.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz::decode(data));
