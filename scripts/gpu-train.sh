@@ -29,7 +29,8 @@ precision=${PRECISION:-full}
 other=bf16
 [ "$precision" = full ] || other=full
 bench() {
-    "$bin" bench --backend "$backend" --batch "$1" --crop 256 --steps "$bench_steps" --precision "$2"
+    "$bin" bench --backend "$backend" --batch "$1" --crop 256 --steps "$bench_steps" --precision "$2" \
+        "${@:3}"
 }
 {
     bench 16 "$precision"
@@ -45,17 +46,18 @@ bench() {
 # time per step: train at 32 where it gives at least 1.2 times the images per second.
 row() { awk -F'|' -v r="$1" -v f="$2" 'NR == r { gsub(/ /, "", $f); print $f }' "$out/bench.md"; }
 batch=16
-chosen=3
 if python3 -c 'import sys; sys.exit(not float(sys.argv[2]) >= 1.2 * float(sys.argv[1]))' \
     "$(row 3 7)" "$(row 4 7)"; then
     batch=32
-    chosen=4
 fi
 # The cosine schedule has to finish inside the session: an export taken at the peak learning
 # rate codes much worse than one taken after the decay (on the CPU, 400 decaying steps from a
 # constant-rate checkpoint gained 1.1 dB at quality 4). So the step count is what the measured
 # step time allows in 85% of MINUTES (the rest covers start-up and data loading).
-s_per_step=$(row "$chosen" 6)
+# Timed on the model the leg starts from: the rows above time a new model, the network that
+# pytorch_step.py also builds, which has no post-filter (a third of the shipped model's step).
+s_per_step=$(bench "$batch" "$precision" --init models/ember-mrc-v1.safetensors |
+    awk -F'|' 'NR == 3 { gsub(/ /, "", $6); print $6 }')
 steps=$(python3 -c 'import sys; print(max(50, int(float(sys.argv[1]) * 60 * 0.85 / float(sys.argv[2]))))' \
     "$minutes" "$s_per_step")
 warmup=$((steps / 10 < 200 ? steps / 10 : 200))

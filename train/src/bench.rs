@@ -9,11 +9,17 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use codec::model::arch::LEVELS;
 use codec::model::{Model, Precision};
+use codec::weights::ModelFile;
 
 use crate::trainer::{Phase, Step, optimizer};
 
 pub struct BenchJob {
     pub backend: &'static str,
+    /// The model file whose step to time, or `None` for a new model. A trained model can be
+    /// slower to step than a new one: the shipped model carries a full-resolution post-filter
+    /// (about a third of a step's multiply-adds) that a new model does not have, so a training
+    /// leg sized from a new model's step (`scripts/train-leg.sh`) overran its minutes.
+    pub init: Option<std::path::PathBuf>,
     pub batch: usize,
     pub crop: u32,
     pub steps: usize,
@@ -26,7 +32,13 @@ const WARMUP: usize = 2;
 impl BenchJob {
     pub fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<(), String> {
         B::seed(&device, 1);
-        let mut model = Model::<B>::new(&device).with_precision(self.precision);
+        let model = match &self.init {
+            Some(path) => ModelFile::load(path)
+                .and_then(|file| file.to_burn::<B>(&device))
+                .map_err(|e| e.to_string())?,
+            None => Model::<B>::new(&device),
+        };
+        let mut model = model.with_precision(self.precision);
         let mut optim = optimizer::<B>(1.0);
         let side = self.crop as usize;
         let step = Step;

@@ -52,6 +52,9 @@ enum Command {
         /// What the analysis and synthesis transforms compute in (see `run --precision`).
         #[arg(long, value_enum, default_value_t = Precision::Full)]
         precision: Precision,
+        /// Time the step of this model file (its post-filter included) instead of a new model's.
+        #[arg(long)]
+        init: Option<PathBuf>,
     },
     /// Copy a training set as small JPEGs (shorter side --short-side), to carry it to the GPU
     /// machine (see train/GPU.md).
@@ -190,6 +193,7 @@ fn run(command: Command) -> Result<(), String> {
             crop,
             steps,
             precision,
+            init,
         } => {
             check_batch_and_crop(batch, crop)?;
             if steps == 0 {
@@ -201,6 +205,7 @@ fn run(command: Command) -> Result<(), String> {
                 kind,
                 bench::BenchJob {
                     backend: kind.name(),
+                    init,
                     batch,
                     crop,
                     steps,

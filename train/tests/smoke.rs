@@ -332,6 +332,21 @@ fn pack_shrinks_a_training_set_and_bench_prints_a_table() {
     );
     let out = train(&["bench", "--crop", "100"]);
     assert_eq!(out.status.code(), Some(1));
+
+    // The step of a model file, post-filter and all (what a training leg is sized from).
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ember-mrc-v1.safetensors");
+    let args = [
+        "bench", "--batch", "1", "--crop", "64", "--steps", "1", "--init",
+    ];
+    let out = train(&[&args[..], &[shipped.to_str().unwrap()]].concat());
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("| 1 | 64² |"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = train(&[&args[..], &["no-such-model.safetensors"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
 /// A folder with one 64×64 training picture.
