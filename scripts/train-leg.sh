@@ -58,7 +58,18 @@ state=$run/checkpoints/$(cat "$run/checkpoints/latest")/state.json
 # schedule ended and before its minutes ran out is not over: it is not judged half-trained.
 read -r step steps < <(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(s["step"], s["config"]["steps"])' "$state")
 if [ "$step" -lt "$steps" ] && [ "$SECONDS" -lt $((${minutes%.*} * 60)) ]; then
-    echo "$run stopped at step $step of $steps; continue it with: RUN=$run bash scripts/train-leg.sh MINUTES" >&2
+    # The minutes the rest of the schedule needs, at the median pace of the last logged steps
+    # (plus a tenth for loading and validation): given fewer, the leg is judged before its
+    # learning rate has decayed.
+    need=$(python3 - "$run/log.jsonl" "$step" "$steps" "$state" <<'PY'
+import json, statistics, sys
+log, step, steps, state = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+batch = json.load(open(state))["config"]["batch"]
+paces = [r["img_s"] for r in map(json.loads, open(log)) if r.get("img_s")][-10:]
+print(round((steps - step) * batch / statistics.median(paces) / 60 * 1.1) + 1 if paces else "MINUTES")
+PY
+)
+    echo "$run stopped at step $step of $steps; continue it with: RUN=$run bash scripts/train-leg.sh $need" >&2
     exit 0
 fi
 "$bin/ember-train" export "$run" -o "$run/model.safetensors"
