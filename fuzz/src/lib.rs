@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 
 use bitstream::{Payload, alpha, icc};
 use burn::backend::NdArray;
-use codec::compress::Codec;
+use codec::compress::{Codec, CodecError, Decoded};
 use codec::image_io::Planar;
 use codec::weights::ModelFile;
 
@@ -73,19 +73,53 @@ static SHIPPED: LazyLock<Codec<NdArray>> = LazyLock::new(|| {
 /// it accepts has latents of its header's size. The synthesis itself (slow when instrumented,
 /// and reading no bytes) runs in [`decode_fully`], which the corpus replay uses.
 pub fn decode(data: &[u8]) {
+    checked_latents(data);
+}
+
+/// [`decode`], then the whole decoder, synthesis included, on the same bytes: it accepts
+/// exactly what `decode_latents` accepted, with the same symbols, and the image has the
+/// header's size.
+pub fn decode_fully(data: &[u8]) {
+    let Some((bytes, latents)) = checked_latents(data) else {
+        return;
+    };
+    match (latents, SHIPPED.decompress_with_latents(&bytes)) {
+        (Ok(decoded), Ok((image, symbols))) => {
+            let h = decoded.header;
+            assert_eq!((image.width, image.height), (h.width, h.height));
+            assert_eq!(
+                image.rgb.len(),
+                3 * image.width as usize * image.height as usize
+            );
+            assert!(image.rgb.iter().all(|v| (0.0..=1.0).contains(v)));
+            assert!(symbols == decoded.latents, "the two decodes disagree");
+        }
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!(
+            "decode_latents {} but decompress {}",
+            if a.is_ok() { "accepts" } else { "refuses" },
+            if b.is_ok() { "accepts" } else { "refuses" }
+        ),
+    }
+}
+
+/// What [`decode`] checks, done once: the resealed bytes and `decode_latents`' result on
+/// them, or `None` where the container refuses them (and the decoder must too) or the image
+/// is larger than [`MAX_DECODE_PIXELS`].
+fn checked_latents(data: &[u8]) -> Option<(Vec<u8>, Result<Decoded, CodecError>)> {
     let bytes = reseal(data);
     let header = match bitstream::read(&bytes) {
         Ok(stream) => stream.header,
-        // Refused by the container: the decoder must refuse it too.
         Err(_) => {
             assert!(SHIPPED.decode_latents(&bytes).is_err());
-            return;
+            return None;
         }
     };
     if u64::from(header.width) * u64::from(header.height) > MAX_DECODE_PIXELS {
-        return;
+        return None;
     }
-    if let Ok(decoded) = SHIPPED.decode_latents(&bytes) {
+    let latents = SHIPPED.decode_latents(&bytes);
+    if let Ok(decoded) = &latents {
         let (w, h) = (header.width as usize, header.height as usize);
         let y = &decoded.y_hat;
         assert_eq!(y.data.len(), y.c * y.h * y.w);
@@ -97,36 +131,7 @@ pub fn decode(data: &[u8]) {
             assert_eq!(a.len(), w * h);
         }
     }
-}
-
-/// [`decode`], then the whole decoder, synthesis included, on what it accepts: the two agree,
-/// and the image has the header's size.
-pub fn decode_fully(data: &[u8]) {
-    decode(data);
-    let bytes = reseal(data);
-    let Ok(stream) = bitstream::read(&bytes) else {
-        return;
-    };
-    let h = stream.header;
-    if u64::from(h.width) * u64::from(h.height) > MAX_DECODE_PIXELS {
-        return;
-    }
-    match (SHIPPED.decode_latents(&bytes), SHIPPED.decompress(&bytes)) {
-        (Ok(_), Ok(image)) => {
-            assert_eq!((image.width, image.height), (h.width, h.height));
-            assert_eq!(
-                image.rgb.len(),
-                3 * image.width as usize * image.height as usize
-            );
-            assert!(image.rgb.iter().all(|v| (0.0..=1.0).contains(v)));
-        }
-        (Err(_), Err(_)) => {}
-        (a, b) => panic!(
-            "decode_latents {} but decompress {}",
-            if a.is_ok() { "accepts" } else { "refuses" },
-            if b.is_ok() { "accepts" } else { "refuses" }
-        ),
-    }
+    Some((bytes, latents))
 }
 
 /// The alpha plane. The first two bytes give a width and a height (1 to 64), the third's low
