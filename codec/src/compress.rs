@@ -81,12 +81,17 @@ pub struct Codec<B: Backend> {
 }
 
 /// The analysis and synthesis transforms run on tiles of this many latent pixels per side
-/// (512 image pixels), each extended by [`MARGIN`] on every side and cropped back, so their
-/// memory stays bounded whatever the image size: peak memory is a few hundred MB for the
+/// (768 image pixels), each extended by [`MARGIN`] on every side and cropped back, so their
+/// memory stays bounded whatever the image size: peak memory is several hundred MB for the
 /// transforms plus about 60 bytes per image pixel for the image, the latents and the entropy
-/// path (about 3.8 GB for 8000×8000). The margin of 64 pixels covers the analysis transform's
-/// 61-pixel receptive field, so tiling changes results only by float rounding.
-pub const TILE: usize = 32;
+/// path. The margin of 64 pixels covers the analysis transform's 61-pixel receptive field, so
+/// tiling changes results only by float rounding.
+///
+/// Why 768: a tile recomputes its margins, so an image cut in two pays for up to two margins'
+/// worth of pixels twice; at 512 a 768×512 picture (Kodak's size) was cut in two, and decoding
+/// it took about 10% longer than as one tile, which costs about 100 MiB more peak memory
+/// (`ember bench codec`).
+pub const TILE: usize = 48;
 /// Overlap of neighbouring tiles, in latent pixels.
 pub const MARGIN: usize = 4;
 

@@ -89,14 +89,36 @@ pub fn conv_in<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     )
 }
 
+/// `x` with its elements stored channels-last (in `[n, h, w, c]` order), as the same logical
+/// `[n, c, h, w]` tensor.
+///
+/// Why: LibTorch's CPU convolutions (oneDNN) run about 1.4× as fast on a channels-last input,
+/// and their output is channels-last again, as are element-wise results, so a network keeps the
+/// layout once its input has it ([`depth_to_space`] and [`Gdn`] are written to keep it too).
+/// Burn has no memory-format API; a permuted copy gives the strides that LibTorch reads as
+/// channels-last. Where `x` already has them this is free; other backends compute the same
+/// values from a copy.
+pub fn channels_last<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    x.permute([0, 2, 3, 1])
+        .reshape([n * h * w * c])
+        .reshape([n, h, w, c])
+        .permute([0, 3, 1, 2])
+}
+
 /// Rearranges `[n, 4c, h, w]` into `[n, c, 2h, 2w]` (PyTorch's `pixel_shuffle(2)` layout:
 /// input channel `4c' + 2i + j` lands at row offset `i`, column offset `j`).
+///
+/// It works in `[n, h, w, c]` order, so a channels-last input costs one copy and gives a
+/// channels-last output ([`channels_last`]).
 pub fn depth_to_space<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c4, h, w] = x.dims();
     let c = c4 / 4;
-    x.reshape([n, c, 2, 2, h, w])
+    x.permute([0, 2, 3, 1])
+        .reshape([n, h, w, c, 2, 2])
         .permute([0, 1, 4, 2, 5, 3])
-        .reshape([n, c, 2 * h, 2 * w])
+        .reshape([n, 2 * h, 2 * w, c])
+        .permute([0, 3, 1, 2])
 }
 
 /// ×2 upsampling as a 3×3 convolution to four times the channels followed by depth-to-space.
@@ -179,10 +201,11 @@ impl<B: Backend> Gdn<B> {
         let dtype = x.dtype();
         let beta = in_dtype(self.beta.val().powi_scalar(2).add_scalar(1e-6), dtype);
         let gamma = in_dtype(self.gamma.val().powi_scalar(2), dtype);
-        // Apply γ as a 1×1 convolution: [c, c] × [n, c, h·w].
-        let ax = x.clone().abs().reshape([n, c, h * w]);
-        let norm = gamma.unsqueeze::<3>().matmul(ax) + beta.reshape([1, c, 1]);
-        let norm = norm.reshape([n, c, h, w]);
+        // Apply γ as a 1×1 convolution, [n, h·w, c] × γᵀ: in this order a channels-last `x`
+        // is read and `norm` written without a copy ([`channels_last`]).
+        let ax = x.clone().abs().permute([0, 2, 3, 1]).reshape([n, h * w, c]);
+        let norm = ax.matmul(gamma.transpose().unsqueeze::<3>()) + beta.reshape([1, 1, c]);
+        let norm = norm.reshape([n, h, w, c]).permute([0, 3, 1, 2]);
         if self.inverse { x * norm } else { x / norm }
     }
 }

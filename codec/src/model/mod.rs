@@ -25,7 +25,7 @@ use arch::{HYPER, LAMBDAS, LEVELS, M, N, SLICES, Z};
 use bottleneck::Bottleneck;
 use entropy_model::Slice;
 pub use layers::Precision;
-use layers::{Gdn, Up, conv, conv_in, in_dtype};
+use layers::{Gdn, Up, channels_last, conv, conv_in, in_dtype};
 use post_filter::{PostFilter, interpolate_levels};
 
 #[derive(Module, Debug)]
@@ -245,7 +245,7 @@ impl<B: Backend> Model<B> {
     pub fn analysis_ungained(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let a = &self.g_a;
         let dtype = x.dtype();
-        let h = self.precision.enter(x);
+        let h = self.precision.enter(channels_last(x));
         let h = a.g1.forward(conv_in(&a.c1, h));
         let h = a.g2.forward(conv_in(&a.c2, h));
         let h = a.g3.forward(conv_in(&a.c3, h));
@@ -274,7 +274,9 @@ impl<B: Backend> Model<B> {
     pub fn synthesis_transform(&self, y_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
         let s = &self.g_s;
         let dtype = y_hat.dtype();
-        let h = self.precision.enter(y_hat * self.gain_for(q, true));
+        let h = self
+            .precision
+            .enter(channels_last(y_hat * self.gain_for(q, true)));
         let h = s.g1.forward(s.u1.forward_in(h));
         let h = s.g2.forward(s.u2.forward_in(h));
         let h = s.g3.forward(s.u3.forward_in(h));

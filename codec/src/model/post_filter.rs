@@ -19,6 +19,8 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 
 use super::arch::{LEVELS, between_levels};
 use super::layers::conv;
@@ -131,14 +133,29 @@ impl<B: Backend> PostFilter<B> {
 
     /// The filtered reconstruction of `x_hat` (`[n, 3, H, W]`) at quality `q`.
     pub fn forward(&self, x_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
-        let width = self.width();
-        let scale = |table: &Param<Tensor<B, 2>>| {
-            interpolate_levels(table.val(), q).reshape([1, width, 1, 1])
-        };
-        let h = leaky_relu(self.c1.forward(x_hat.clone()) * scale(&self.scale1), SLOPE);
-        let h = leaky_relu(self.c2.forward(h) * scale(&self.scale2), SLOPE);
+        let h = leaky_relu(scaled(&self.c1, &self.scale1, q, x_hat.clone()), SLOPE);
+        let h = leaky_relu(scaled(&self.c2, &self.scale2, q, h), SLOPE);
         x_hat + self.c3.forward(h)
     }
+}
+
+/// `conv(x)` with its output channels scaled by row `q` of `table`, computed as one
+/// convolution with the scaled weights and bias: the same function, without a pass over the
+/// full-resolution hidden channels (the weights are a few thousand numbers, the hidden layer
+/// millions).
+fn scaled<B: Backend>(
+    conv: &Conv2d<B>,
+    table: &Param<Tensor<B, 2>>,
+    q: f32,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let [k, _] = conv.kernel_size;
+    let width = table.dims()[1];
+    let scale = interpolate_levels(table.val(), q).reshape([width]);
+    let weight = conv.weight.val() * scale.clone().reshape([width, 1, 1, 1]);
+    let bias = conv.bias.as_ref().map(|b| b.val() * scale);
+    let options = ConvOptions::new(conv.stride, [k / 2, k / 2], conv.dilation, conv.groups);
+    conv2d(x, weight, bias, options)
 }
 
 /// Row `q` of a per-level table (`[LEVELS, C]`) for a fractional quality `q ∈ [1, LEVELS]`:
