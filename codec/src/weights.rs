@@ -18,7 +18,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::model::Model;
-use crate::model::post_filter::{WIDTH, is_post_filter_tensor};
+use crate::model::post_filter::{Shape, fold_of, is_post_filter_tensor};
 use crate::zoo::ModelId;
 
 /// Tensors with more elements than this are stored as f16.
@@ -300,20 +300,24 @@ impl ModelFile {
         self.tensors.keys().any(|n| is_post_filter_tensor(n))
     }
 
-    /// The post-filter's hidden width, read from its first layer's shape (files hold filters
-    /// of different widths). `None` when the file has no filter or its first layer is
-    /// missing; a missing or misshapen tensor is then reported by [`Self::to_burn`].
-    fn post_filter_width(&self) -> Option<usize> {
-        self.tensors
-            .get("post.c1.weight")
-            .and_then(|t| t.shape.first().copied())
+    /// The post-filter's shape, read from its first layer's (files hold filters of different
+    /// widths and folds). `None` when the file has no filter or its first layer is missing or
+    /// not 4-dimensional; a missing or misshapen tensor is then reported by [`Self::to_burn`].
+    fn post_filter_shape(&self) -> Option<Shape> {
+        match self.tensors.get("post.c1.weight")?.shape[..] {
+            [width, channels, _, _] => Some(Shape {
+                width,
+                fold: fold_of(channels),
+            }),
+            _ => None,
+        }
     }
 
     /// Builds the Burn model on `device` with these weights.
     pub fn to_burn<B: Backend>(&self, device: &B::Device) -> Result<Model<B>, WeightsError> {
         let mut model = Model::new(device);
         if self.has_post_filter() {
-            model = model.with_post_filter(self.post_filter_width().unwrap_or(WIDTH));
+            model = model.with_post_filter(self.post_filter_shape().unwrap_or(Shape::DEFAULT));
         }
         let snapshots = self
             .tensors
@@ -374,12 +378,25 @@ mod tests {
         let dev = Default::default();
         let plain = ModelFile::from_model(&Model::<NdArray>::new(&dev));
         assert!(!plain.has_post_filter());
-        let file = ModelFile::from_model(&Model::<NdArray>::new(&dev).with_post_filter(WIDTH));
+        let with =
+            |shape| ModelFile::from_model(&Model::<NdArray>::new(&dev).with_post_filter(shape));
+        let file = with(Shape::DEFAULT);
         assert!(file.has_post_filter());
         assert_ne!(file.hash, plain.hash);
         let rebuilt = file.to_burn::<NdArray>(&dev).unwrap();
         assert!(rebuilt.post.is_some());
         assert_eq!(ModelFile::from_model(&rebuilt).hash, file.hash);
+        // A filter of another width or fold comes back with its own shape.
+        for shape in [Shape { width: 24, fold: 1 }, Shape { width: 40, fold: 2 }] {
+            let rebuilt = with(shape).to_burn::<NdArray>(&dev).unwrap();
+            assert_eq!(rebuilt.post.map(|p| p.shape()), Some(shape));
+        }
+        // A first layer reading neither 3 nor 12 channels is refused.
+        let mut odd = file.clone();
+        let c1 = odd.tensors.get_mut("post.c1.weight").unwrap();
+        c1.shape[1] = 5;
+        c1.data = vec![0.0; c1.shape.iter().product()];
+        assert!(odd.to_burn::<NdArray>(&dev).is_err());
         // A file missing one of the filter's tensors is refused, not half-loaded.
         let mut broken = file.clone();
         broken.tensors.remove("post.c2.weight");

@@ -116,7 +116,7 @@ pub fn load_model<B: burn::tensor::backend::Backend>(
     // (Burn loads an `Option` module only where both sides have it); the loaded tensors
     // bring their own shapes, so a filter of any width comes back as it was saved.
     Model::new(device)
-        .with_post_filter(codec::model::post_filter::WIDTH)
+        .with_post_filter(codec::model::post_filter::Shape::DEFAULT)
         .load_file(ckpt.join("model"), &recorder(), device)
         .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
 }

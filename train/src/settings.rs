@@ -105,6 +105,12 @@ pub struct RunArgs {
     /// --init); fixed for a run.
     #[arg(long, requires = "init", conflicts_with = "entropy_only")]
     pub post_filter: bool,
+    /// With --post-filter: train a new filter of WIDTH hidden channels in place of the --init
+    /// model's own, on the image as it is (`64`) or folded to half resolution, each 2×2
+    /// block of pixels as 12 channels (`64/2`: about a quarter of the multiply-adds per
+    /// pixel at the same width); fixed for a run.
+    #[arg(long, requires = "post_filter", value_name = "WIDTH[/FOLD]", value_parser = parse_filter)]
+    pub new_filter: Option<[usize; 2]>,
     /// Train only the decoder (the synthesis transform, its per-level inverse gains and the
     /// post-filter where the model has one) for distortion, on the rounded latents of the
     /// frozen encoder and entropy model: every stream keeps its bytes and only the pictures
@@ -177,6 +183,7 @@ impl RunArgs {
                 }
                 _ => old.level_weights,
             },
+            new_filter: old.new_filter,
         };
         // What changed on resuming (a longer schedule, another data path) is saved onward.
         state.config = serde_json::to_value(&config).expect("config serializes");
@@ -236,7 +243,24 @@ impl RunArgs {
                 0
             },
             level_weights,
+            new_filter: self.new_filter,
         })
+    }
+}
+
+/// `WIDTH` or `WIDTH/FOLD` for `--new-filter`: a width of 1 to 256 and a fold of 1 or 2.
+fn parse_filter(text: &str) -> Result<[usize; 2], String> {
+    let (width, fold) = text.split_once('/').unwrap_or((text, "1"));
+    let width = width
+        .parse::<usize>()
+        .ok()
+        .filter(|w| (1..=256).contains(w));
+    match (width, fold) {
+        (Some(width), "1") => Ok([width, 1]),
+        (Some(width), "2") => Ok([width, 2]),
+        _ => Err(format!(
+            "{text:?}: expected WIDTH or WIDTH/FOLD, a width of 1 to 256 and a fold of 1 or 2"
+        )),
     }
 }
 
@@ -294,6 +318,30 @@ mod tests {
             assert!(err.contains("8 whole numbers"), "{err}");
         }
         assert!(parse(&["--level-weights", "1,-1,1,1,1,1,1,1"]).is_err());
+    }
+
+    #[test]
+    fn a_new_filter_is_a_width_and_a_fold_of_one_or_two() {
+        let run = |filter: &str| {
+            parse(&[
+                "--init",
+                "m.safetensors",
+                "--post-filter",
+                "--new-filter",
+                filter,
+            ])
+            .map(|c| c.new_filter)
+        };
+        assert_eq!(run("32"), Ok(Some([32, 1])));
+        assert_eq!(run("64/2"), Ok(Some([64, 2])));
+        assert_eq!(run("48/1"), Ok(Some([48, 1])));
+        for bad in ["0", "64/3", "64/", "/2", "wide", "300"] {
+            let err = run(bad).unwrap_err();
+            assert!(err.contains("WIDTH/FOLD"), "{bad}: {err}");
+        }
+        // Only a post-filter run trains a new filter.
+        assert!(parse(&["--init", "m.safetensors", "--new-filter", "32"]).is_err());
+        assert_eq!(parse(&[]).unwrap().new_filter, None);
     }
 
     #[test]

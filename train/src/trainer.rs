@@ -16,6 +16,7 @@ use burn::tensor::{Tensor, TensorData};
 use codec::compress::Codec;
 use codec::image_io::Planar;
 use codec::model::arch::{LAMBDAS, LEVELS};
+use codec::model::post_filter::Shape;
 use codec::model::{Model, Precision, RdLoss};
 use codec::weights::ModelFile;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,6 +68,11 @@ pub struct Config {
     /// from before the option reads as all ones, which draws what its uniform draw did.
     #[serde(default = "uniform_levels")]
     pub level_weights: Vec<u32>,
+    /// With [`Part::PostFilter`]: the `[width, fold]` of a new filter that replaces the
+    /// `init` model's own at the start (see [`codec::model::post_filter::Shape`]); `None`
+    /// trains the model's filter, widened to the default width where narrower.
+    #[serde(default)]
+    pub new_filter: Option<[usize; 2]>,
 }
 
 /// Which weights a run trains. The runs that train one part keep every other weight's value
@@ -120,6 +126,11 @@ pub fn uniform_levels() -> Vec<u32> {
 }
 
 impl Config {
+    /// The shape of the new filter a post-filter run starts from, if it asks for one.
+    pub fn new_filter_shape(&self) -> Option<Shape> {
+        self.new_filter.map(|[width, fold]| Shape { width, fold })
+    }
+
     /// Learning rate at `step`: linear warm-up, then cosine decay to 5% of the peak.
     pub fn lr_at(&self, step: u64) -> f64 {
         if step < self.warmup {
@@ -422,7 +433,10 @@ pub fn train<B: AutodiffBackend>(
                         path.display(),
                         file.hash
                     );
-                    let model = file.to_burn::<B>(&device).map_err(|e| e.to_string())?;
+                    let mut model = file.to_burn::<B>(&device).map_err(|e| e.to_string())?;
+                    if let Some(shape) = config.new_filter_shape() {
+                        model = model.with_new_post_filter(shape);
+                    }
                     if config.reset_gains {
                         model.with_gain_ladder()
                     } else {
@@ -446,10 +460,10 @@ pub fn train<B: AutodiffBackend>(
     match config.part {
         // Whatever the model came from, every GDN entry must be able to train.
         Part::Whole => model = model.with_trainable_gdn(),
-        // A post-filter run trains a filter of the current width: a new one, or the model's
-        // own widened with its function kept (a resumed run's is already that wide).
+        // A post-filter run trains a filter of its shape: a new one, or the model's own
+        // widened with its function kept (a resumed run's already has that shape).
         Part::PostFilter => {
-            model = model.with_post_filter(codec::model::post_filter::WIDTH);
+            model = model.with_post_filter(config.new_filter_shape().unwrap_or(Shape::DEFAULT));
         }
         Part::EntropyModel | Part::Decoder => {}
     }

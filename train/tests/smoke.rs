@@ -601,16 +601,17 @@ impl FrozenRun {
     /// start for which `trains` is false kept its value exactly.
     fn train_part(
         &self,
-        flag: &str,
+        flags: &[&str],
         part: &str,
         trains: impl Fn(&str) -> bool,
     ) -> (ModelFile, ModelFile) {
+        let flag = flags[0];
         self.needs_init(flag);
         let init = ["--init", self.start.to_str().unwrap()];
         let out = self.run_with(&[&init[..], &[flag, "--entropy-only", "--steps", "1"]].concat());
         assert!(!out.status.success(), "{flag} with --entropy-only ran");
 
-        let out = self.run_with(&[&init[..], &[flag, "--steps", "3"]].concat());
+        let out = self.run_with(&[&init[..], flags, &["--steps", "3"]].concat());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
         let out = resume(&self.run, "5");
@@ -658,7 +659,7 @@ fn same_symbols_other_picture(before: ModelFile, after: ModelFile) {
 #[test]
 fn post_filter_run_trains_the_filter_alone() {
     let frozen = FrozenRun::new();
-    let (before, after) = frozen.train_part("--post-filter", "post-filter", |_| false);
+    let (before, after) = frozen.train_part(&["--post-filter"], "post-filter", |_| false);
     assert!(!before.has_post_filter() && after.has_post_filter());
     // The filter's last layer starts at zero; five steps have moved it.
     assert!(
@@ -671,6 +672,26 @@ fn post_filter_run_trains_the_filter_alone() {
     same_symbols_other_picture(before, after);
 }
 
+/// `--new-filter 8/2` trains a new filter on the image folded to half resolution, and the
+/// resumed run and the export keep its shape.
+#[test]
+fn a_new_filter_run_trains_a_folded_filter() {
+    let frozen = FrozenRun::new();
+    let flags = ["--post-filter", "--new-filter", "8/2"];
+    let (before, after) = frozen.train_part(&flags, "post-filter", |_| false);
+    assert!(!before.has_post_filter());
+    assert_eq!(after.tensors["post.c1.weight"].shape, [8, 12, 3, 3]);
+    assert_eq!(after.tensors["post.c3.weight"].shape, [12, 8, 3, 3]);
+    assert!(
+        after.tensors["post.c3.weight"]
+            .data
+            .iter()
+            .any(|&v| v != 0.0),
+        "the folded filter did not train"
+    );
+    same_symbols_other_picture(before, after);
+}
+
 /// `--decoder` trains the synthesis transform and its inverse gains on the frozen encoder's
 /// latents: the encoder, the entropy model and the encoder's gains keep their values exactly,
 /// so the exported model codes the same symbols into a different reconstruction.
@@ -678,7 +699,7 @@ fn post_filter_run_trains_the_filter_alone() {
 fn decoder_run_trains_the_decoder_alone() {
     let frozen = FrozenRun::new();
     let decoder = |name: &str| name.starts_with("g_s.") || name == "inv_gain";
-    let (before, after) = frozen.train_part("--decoder", "decoder", decoder);
+    let (before, after) = frozen.train_part(&["--decoder"], "decoder", decoder);
     // The start has no post-filter, and a decoder run adds none.
     assert!(!before.has_post_filter() && !after.has_post_filter());
     for name in ["g_s.u1.conv.weight", "inv_gain"] {

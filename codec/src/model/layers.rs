@@ -121,6 +121,19 @@ pub fn depth_to_space<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
         .permute([0, 3, 1, 2])
 }
 
+/// The inverse of [`depth_to_space`]: `[n, c, 2h, 2w]` into `[n, 4c, h, w]`, the pixel at row
+/// offset `i`, column offset `j` of each 2×2 block landing in channel `4c' + 2i + j`. Also in
+/// `[n, h, w, c]` order, for the same reason.
+pub fn space_to_depth<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h2, w2] = x.dims();
+    let (h, w) = (h2 / 2, w2 / 2);
+    x.permute([0, 2, 3, 1])
+        .reshape([n, h, 2, w, 2, c])
+        .permute([0, 1, 3, 5, 2, 4])
+        .reshape([n, h, w, 4 * c])
+        .permute([0, 3, 1, 2])
+}
+
 /// ×2 upsampling as a 3×3 convolution to four times the channels followed by depth-to-space.
 /// Cheaper than a transposed convolution on every backend measured for this project (2× on
 /// burn-cuda, 10× on ndarray at inference) and free of its checkerboard artefacts.
@@ -232,6 +245,23 @@ mod tests {
             y.into_data().to_vec::<f32>().unwrap(),
             vec![0.0, 1.0, 2.0, 3.0]
         );
+    }
+
+    #[test]
+    fn space_to_depth_inverts_depth_to_space() {
+        let dev = Default::default();
+        let x = Tensor::<B, 4>::from_data(
+            TensorData::new(
+                (0..2 * 8 * 3 * 5).map(|v| v as f32).collect::<Vec<_>>(),
+                [2, 8, 3, 5],
+            ),
+            &dev,
+        );
+        let up = depth_to_space(x.clone());
+        assert_eq!(up.dims(), [2, 2, 6, 10]);
+        space_to_depth(up)
+            .into_data()
+            .assert_eq(&x.into_data(), true);
     }
 
     /// The loss `Σ GDN(x)²` has a non-zero derivative in every entry of `γ` unless the

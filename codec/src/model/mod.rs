@@ -200,15 +200,22 @@ impl<B: Backend> Model<B> {
         self
     }
 
-    /// The model with a post-filter of `width` hidden channels after its synthesis: a new
-    /// (identity) one if it had none, its own widened to `width` (same function, see
-    /// [`PostFilter::widen`]) if that is narrower, unchanged otherwise.
-    pub fn with_post_filter(mut self, width: usize) -> Self {
+    /// The model with a post-filter of `shape` after its synthesis: its own where that has the
+    /// same fold and at least the width, its own widened (same function, see
+    /// [`PostFilter::widen`]) where it has the fold and is narrower, else a new (identity)
+    /// one.
+    pub fn with_post_filter(mut self, shape: post_filter::Shape) -> Self {
         self.post = Some(match self.post.take() {
-            Some(post) if post.width() >= width => post,
-            Some(post) => post.widen(width),
-            None => PostFilter::new(width, &self.gain.val().device()),
+            Some(post) if post.shape().fold == shape.fold && post.width() >= shape.width => post,
+            Some(post) if post.shape().fold == shape.fold => post.widen(shape.width),
+            _ => PostFilter::new(shape, &self.gain.val().device()),
         });
+        self
+    }
+
+    /// The model with a new (identity) post-filter of `shape` in place of any it had.
+    pub fn with_new_post_filter(mut self, shape: post_filter::Shape) -> Self {
+        self.post = Some(PostFilter::new(shape, &self.gain.val().device()));
         self
     }
 

@@ -1,4 +1,4 @@
-//! A small residual CNN at full resolution after the synthesis transform: `x̂ + f(x̂)`.
+//! A small residual CNN on the image after the synthesis transform: `x̂ + f(x̂)`.
 //!
 //! Why: the synthesis ends in a linear 3×3 convolution at half resolution followed by
 //! depth-to-space, so nothing non-linear ever sees neighbouring output pixels together. A
@@ -7,6 +7,12 @@
 //! while a linear filter of the same reach gained nothing. At the first shipped width (32) its
 //! ~11k multiply-adds per pixel were a fifth of the synthesis transform's; at [`WIDTH`] (64)
 //! they are ~40k, three quarters of it, for the capacity the narrow filter ran out of.
+//!
+//! A filter may instead work on the image folded to half resolution ([`Shape::fold`] 2: each
+//! 2×2 block of pixels becomes 12 channels, [`space_to_depth`]), which costs about a quarter of
+//! the multiply-adds per pixel at the same width and sees four times the area: the candidate
+//! for decoding faster at equal gain (train/LOG.md). Which one a model has is read from its
+//! first layer's shape, as the width is.
 //!
 //! The filter must know the quality (one trained without it helped low qualities and hurt
 //! quality 8), so each hidden layer's channels are scaled per quality level, interpolated
@@ -23,7 +29,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 use super::arch::{LEVELS, between_levels};
-use super::layers::conv;
+use super::layers::{conv, depth_to_space, space_to_depth};
 
 /// Hidden channels of a new filter. The first shipped filter had 32; at 32 its
 /// training had stopped gaining (two continuations moved Kodak by under 0.03 dB), so a
@@ -32,6 +38,27 @@ use super::layers::conv;
 pub const WIDTH: usize = 64;
 /// Slope of the leaky ReLUs.
 const SLOPE: f64 = 0.1;
+
+/// What a filter looks like: its hidden width, and how many pixels per side it folds into
+/// channels before filtering (1: none, full resolution; 2: half resolution).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub width: usize,
+    pub fold: usize,
+}
+
+impl Shape {
+    /// The shape of a new filter where nothing else is asked for.
+    pub const DEFAULT: Shape = Shape {
+        width: WIDTH,
+        fold: 1,
+    };
+
+    /// Channels of the (folded) image the filter reads and writes.
+    fn channels(self) -> usize {
+        3 * self.fold * self.fold
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct PostFilter<B: Backend> {
@@ -44,15 +71,21 @@ pub struct PostFilter<B: Backend> {
 }
 
 impl<B: Backend> PostFilter<B> {
-    /// A filter of `width` hidden channels that leaves its input unchanged (its last layer is
-    /// zero) until trained.
-    pub fn new(width: usize, device: &B::Device) -> Self {
-        let mut c3 = conv(width, 3, 3, 1, device);
-        c3.weight = Param::from_tensor(Tensor::zeros([3, width, 3, 3], device));
-        c3.bias = Some(Param::from_tensor(Tensor::zeros([3], device)));
+    /// A filter of this shape that leaves its input unchanged (its last layer is zero) until
+    /// trained. `shape.fold` must be 1 or 2.
+    pub fn new(shape: Shape, device: &B::Device) -> Self {
+        assert!(
+            matches!(shape.fold, 1 | 2),
+            "a post-filter folds 1 or 2 pixels per side, not {}",
+            shape.fold
+        );
+        let (width, image) = (shape.width, shape.channels());
+        let mut c3 = conv(width, image, 3, 1, device);
+        c3.weight = Param::from_tensor(Tensor::zeros([image, width, 3, 3], device));
+        c3.bias = Some(Param::from_tensor(Tensor::zeros([image], device)));
         let ones = || Param::from_tensor(Tensor::ones([LEVELS, width], device));
         Self {
-            c1: conv(3, width, 3, 1, device),
+            c1: conv(image, width, 3, 1, device),
             c2: conv(width, width, 3, 1, device),
             c3,
             scale1: ones(),
@@ -63,6 +96,14 @@ impl<B: Backend> PostFilter<B> {
     /// Hidden channels of this filter.
     pub fn width(&self) -> usize {
         self.scale1.dims()[1]
+    }
+
+    /// This filter's shape, read from its layers (a loaded filter brings its own).
+    pub fn shape(&self) -> Shape {
+        Shape {
+            width: self.width(),
+            fold: fold_of(self.c1.weight.dims()[1]),
+        }
     }
 
     /// The same function with `width` hidden channels (at least the current width): each new
@@ -88,7 +129,14 @@ impl<B: Backend> PostFilter<B> {
             Param::from_tensor(t.detach())
         }
         let device = self.scale1.val().device();
-        let fresh = Self::new(width, &device);
+        let fresh = Self::new(
+            Shape {
+                width,
+                ..self.shape()
+            },
+            &device,
+        );
+        let image = self.shape().channels();
         let grow = |param: &Param<Tensor<B, 4>>, extra: Tensor<B, 4>, dim: usize| {
             leaf(Tensor::cat(vec![param.val(), extra], dim))
         };
@@ -114,7 +162,7 @@ impl<B: Backend> PostFilter<B> {
         )));
 
         let mut c3 = self.c3;
-        c3.weight = grow(&c3.weight, Tensor::zeros([3, add, 3, 3], &device), 1);
+        c3.weight = grow(&c3.weight, Tensor::zeros([image, add, 3, 3], &device), 1);
 
         let scales = |table: Param<Tensor<B, 2>>| {
             leaf(Tensor::cat(
@@ -131,11 +179,24 @@ impl<B: Backend> PostFilter<B> {
         }
     }
 
-    /// The filtered reconstruction of `x_hat` (`[n, 3, H, W]`) at quality `q`.
+    /// The filtered reconstruction of `x_hat` (`[n, 3, H, W]`, sides even where the filter
+    /// folds) at quality `q`.
     pub fn forward(&self, x_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
-        let h = leaky_relu(scaled(&self.c1, &self.scale1, q, x_hat.clone()), SLOPE);
+        let folded = self.shape().fold == 2;
+        let x = if folded {
+            space_to_depth(x_hat.clone())
+        } else {
+            x_hat.clone()
+        };
+        let h = leaky_relu(scaled(&self.c1, &self.scale1, q, x), SLOPE);
         let h = leaky_relu(scaled(&self.c2, &self.scale2, q, h), SLOPE);
-        x_hat + self.c3.forward(h)
+        let residual = self.c3.forward(h);
+        x_hat
+            + if folded {
+                depth_to_space(residual)
+            } else {
+                residual
+            }
     }
 }
 
@@ -169,6 +230,13 @@ pub fn interpolate_levels<B: Backend>(table: Tensor<B, 2>, q: f32) -> Tensor<B, 
     (a + b).exp()
 }
 
+/// The fold of a filter whose first layer reads `channels` channels: 12 (a 2×2 block's three
+/// colours) is 2; anything else is read as the full-resolution 3, and a misshapen file is then
+/// refused by the shape check of loading.
+pub fn fold_of(channels: usize) -> usize {
+    if channels == 12 { 2 } else { 1 }
+}
+
 /// Does a tensor name belong to the post-filter? (A model file without any has none.)
 pub fn is_post_filter_tensor(name: &str) -> bool {
     name.starts_with("post.")
@@ -188,65 +256,117 @@ mod tests {
         Tensor::from_data(TensorData::new(data, [LEVELS, WIDTH]), &Default::default())
     }
 
+    const FOLDS: [usize; 2] = [1, 2];
+
     #[test]
     fn a_new_filter_is_the_identity_at_every_quality() {
         let dev = Default::default();
-        let f = PostFilter::<NdArray>::new(WIDTH, &dev);
-        let x = Tensor::<NdArray, 4>::random([2, 3, 9, 7], Distribution::Uniform(0.0, 1.0), &dev);
-        for q in [1.0, 2.5, 8.0] {
-            let y = f.forward(x.clone(), q);
-            y.into_data().assert_eq(&x.clone().into_data(), true);
+        for fold in FOLDS {
+            let f = PostFilter::<NdArray>::new(Shape { width: 16, fold }, &dev);
+            assert_eq!(f.shape(), Shape { width: 16, fold });
+            let x =
+                Tensor::<NdArray, 4>::random([2, 3, 10, 8], Distribution::Uniform(0.0, 1.0), &dev);
+            for q in [1.0, 2.5, 8.0] {
+                let y = f.forward(x.clone(), q);
+                y.into_data().assert_eq(&x.clone().into_data(), true);
+            }
         }
+    }
+
+    /// A folded filter sees a 2×2 block as one position: a change to one pixel changes the
+    /// output within three folded positions (its 7×7 reach), i.e. at most 7 pixels away
+    /// on the same side, and nowhere beyond.
+    #[test]
+    fn a_folded_filter_reaches_three_folded_positions() {
+        let dev = Default::default();
+        let mut f = PostFilter::<NdArray>::new(Shape { width: 8, fold: 2 }, &dev);
+        f.c3.weight = Param::from_tensor(Tensor::random(
+            [12, 8, 3, 3],
+            Distribution::Normal(0.0, 0.5),
+            &dev,
+        ));
+        let x = Tensor::<NdArray, 4>::zeros([1, 3, 32, 32], &dev);
+        let base = f.forward(x.clone(), 4.0);
+        let poked = f.forward(
+            x.slice_assign(
+                [0..1, 0..1, 16..17, 16..17],
+                Tensor::ones([1, 1, 1, 1], &dev),
+            ),
+            4.0,
+        );
+        let diff: Vec<f32> = (poked - base)
+            .abs()
+            .sum_dim(1)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let changed: Vec<(usize, usize)> = (0..32 * 32)
+            .filter(|&i| diff[i] > 1e-6)
+            .map(|i| (i / 32, i % 32))
+            .collect();
+        assert!(changed.contains(&(16, 16)));
+        // Pixel 16 is in folded position 8; positions 5..=11 are pixels 10..=23.
+        assert!(
+            changed
+                .iter()
+                .all(|&(r, c)| (10..24).contains(&r) && (10..24).contains(&c))
+        );
+        assert!(changed.iter().any(|&(r, _)| r < 12) && changed.iter().any(|&(r, _)| r > 21));
     }
 
     #[test]
     fn widening_keeps_the_function_and_adds_channels_that_can_learn() {
         let dev = Default::default();
-        // A "trained" narrow filter: random last layer and per-level scales, not the identity.
-        let mut f = PostFilter::<NdArray>::new(32, &dev);
-        f.c3.weight = Param::from_tensor(Tensor::random(
-            [3, 32, 3, 3],
-            Distribution::Normal(0.0, 0.05),
-            &dev,
-        ));
-        f.scale2 = Param::from_tensor(Tensor::random(
-            [LEVELS, 32],
-            Distribution::Uniform(0.5, 2.0),
-            &dev,
-        ));
-        let x = Tensor::<NdArray, 4>::random([1, 3, 12, 10], Distribution::Uniform(0.0, 1.0), &dev);
-        // The outputs come first: they initialise the lazily initialised layers, which a
-        // clone taken before would initialise again with other random values.
-        let qualities = [1.0, 4.5, 8.0];
-        let before: Vec<Vec<f32>> = qualities
-            .iter()
-            .map(|&q| f.forward(x.clone(), q).into_data().to_vec().unwrap())
-            .collect();
-        let wide = f.widen(WIDTH);
-        assert_eq!(wide.width(), WIDTH);
-        assert_eq!(wide.c2.weight.dims(), [WIDTH, WIDTH, 3, 3]);
-        for (q, before) in qualities.into_iter().zip(before) {
-            let after = wide
-                .forward(x.clone(), q)
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap();
-            let worst = before
+        for fold in FOLDS {
+            let narrow = Shape { width: 32, fold };
+            // A "trained" narrow filter: random last layer and per-level scales, not the
+            // identity.
+            let mut f = PostFilter::<NdArray>::new(narrow, &dev);
+            f.c3.weight = Param::from_tensor(Tensor::random(
+                [3 * fold * fold, 32, 3, 3],
+                Distribution::Normal(0.0, 0.05),
+                &dev,
+            ));
+            f.scale2 = Param::from_tensor(Tensor::random(
+                [LEVELS, 32],
+                Distribution::Uniform(0.5, 2.0),
+                &dev,
+            ));
+            let x =
+                Tensor::<NdArray, 4>::random([1, 3, 12, 10], Distribution::Uniform(0.0, 1.0), &dev);
+            // The outputs come first: they initialise the lazily initialised layers, which a
+            // clone taken before would initialise again with other random values.
+            let qualities = [1.0, 4.5, 8.0];
+            let before: Vec<Vec<f32>> = qualities
                 .iter()
-                .zip(&after)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                worst < 1e-5,
-                "widening changed the output by {worst} at q {q}"
-            );
+                .map(|&q| f.forward(x.clone(), q).into_data().to_vec().unwrap())
+                .collect();
+            let wide = f.widen(WIDTH);
+            assert_eq!(wide.shape(), Shape { width: WIDTH, fold });
+            assert_eq!(wide.c2.weight.dims(), [WIDTH, WIDTH, 3, 3]);
+            for (q, before) in qualities.into_iter().zip(before) {
+                let after = wide
+                    .forward(x.clone(), q)
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap();
+                let worst = before
+                    .iter()
+                    .zip(&after)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    worst < 1e-5,
+                    "widening changed the output by {worst} at q {q}, fold {fold}"
+                );
+            }
+            // The new second-layer channels are live (non-zero weights), so the zero columns
+            // of the last layer that read them get gradients and can train.
+            let new_rows = wide.c2.weight.val().narrow(0, 32, WIDTH - 32).abs().sum();
+            assert!(new_rows.into_scalar() > 0.0);
+            // Widening to the same width is a no-op.
+            assert_eq!(wide.clone().widen(WIDTH).width(), WIDTH);
         }
-        // The new second-layer channels are live (non-zero weights), so the zero columns of
-        // the last layer that read them get gradients and can train.
-        let new_rows = wide.c2.weight.val().narrow(0, 32, WIDTH - 32).abs().sum();
-        assert!(new_rows.into_scalar() > 0.0);
-        // Widening to the same width is a no-op.
-        assert_eq!(wide.clone().widen(WIDTH).width(), WIDTH);
     }
 
     #[test]
