@@ -37,6 +37,11 @@ fn best(mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
     Ok(best)
 }
 
+/// A coding call's result with its value dropped and its error as text.
+fn done<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<(), String> {
+    result.map(drop).map_err(|e| e.to_string())
+}
+
 impl Job for Split {
     type Output = Result<(), String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
@@ -48,18 +53,8 @@ impl Job for Split {
         let y_hat =
             Tensor::<B, 4>::from_data(TensorData::new(y.data.clone(), [1, y.c, y.h, y.w]), &device);
         let x_hat = codec.model.synthesis_transform(y_hat.clone(), q);
-        let whole = best(|| {
-            codec
-                .decompress(&bytes)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })?;
-        let entropy = best(|| {
-            codec
-                .decode_latents(&bytes)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })?;
+        let whole = best(|| done(codec.decompress(&bytes)))?;
+        let entropy = best(|| done(codec.decode_latents(&bytes)))?;
         let synthesis = best(|| {
             drop(
                 codec
