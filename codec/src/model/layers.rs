@@ -79,14 +79,19 @@ pub fn conv_in<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     if conv.weight.val().dtype() == dtype {
         return conv.forward(x);
     }
-    let [kh, kw] = conv.kernel_size;
-    let options = ConvOptions::new(conv.stride, [kh / 2, kw / 2], conv.dilation, conv.groups);
     conv2d(
         x,
         conv.weight.val().cast(dtype),
         conv.bias.as_ref().map(|b| b.val().cast(dtype)),
-        options,
+        same_options(conv),
     )
+}
+
+/// The options of a "same"-padded convolution of [`conv`], for computing it from other
+/// weights (cast, scaled) with the functional `conv2d`.
+pub fn same_options<B: Backend>(conv: &Conv2d<B>) -> ConvOptions<2> {
+    let [kh, kw] = conv.kernel_size;
+    ConvOptions::new(conv.stride, [kh / 2, kw / 2], conv.dilation, conv.groups)
 }
 
 /// `x` with its elements stored channels-last (in `[n, h, w, c]` order), as the same logical

@@ -26,10 +26,9 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 
 use super::arch::{LEVELS, between_levels};
-use super::layers::{conv, depth_to_space, space_to_depth};
+use super::layers::{conv, depth_to_space, same_options, space_to_depth};
 
 /// Hidden channels of a new filter. The first shipped filter had 32; at 32 its
 /// training had stopped gaining (two continuations moved Kodak by under 0.03 dB), so a
@@ -210,13 +209,11 @@ fn scaled<B: Backend>(
     q: f32,
     x: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
-    let [k, _] = conv.kernel_size;
     let width = table.dims()[1];
     let scale = interpolate_levels(table.val(), q).reshape([width]);
     let weight = conv.weight.val() * scale.clone().reshape([width, 1, 1, 1]);
     let bias = conv.bias.as_ref().map(|b| b.val() * scale);
-    let options = ConvOptions::new(conv.stride, [k / 2, k / 2], conv.dilation, conv.groups);
-    conv2d(x, weight, bias, options)
+    conv2d(x, weight, bias, same_options(conv))
 }
 
 /// Row `q` of a per-level table (`[LEVELS, C]`) for a fractional quality `q ∈ [1, LEVELS]`:
