@@ -21,11 +21,14 @@ pub mod v1;
 pub enum ModelId {
     /// Ember's multi-reference checkerboard model, first generation.
     MrcV1 = 1,
+    /// Model 1 with global references in its entropy model (intra- and inter-slice linear
+    /// attention over each slice's decoded anchors).
+    MrcV2 = 2,
 }
 
 impl ModelId {
     /// Every architecture this build can name.
-    pub const ALL: [ModelId; 1] = [ModelId::MrcV1];
+    pub const ALL: [ModelId; 2] = [ModelId::MrcV1, ModelId::MrcV2];
 
     /// Looks up the id stored in a stream.
     pub fn from_u16(id: u16) -> Option<Self> {
@@ -36,6 +39,7 @@ impl ModelId {
     pub fn name(self) -> &'static str {
         match self {
             ModelId::MrcV1 => "ember-mrc-v1",
+            ModelId::MrcV2 => "ember-mrc-v2",
         }
     }
 }

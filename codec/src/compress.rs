@@ -752,14 +752,38 @@ impl<B: Backend> Codec<B> {
             let prev = (k > 0).then(|| y_hat.channels(0, start));
             let base = self.path.slice_base(k, &hyper, prev.as_ref());
             let mut slice_hat = Map::zeros(c, hy, wy);
-            let mut slice_syms = Vec::new();
+            let mut slice_syms: Vec<i32> = Vec::new();
             for (anchors, pixels) in [(true, &pass_pixels[0]), (false, &pass_pixels[1])] {
-                let spatial = if anchors {
-                    Map::zeros(arch::SPATIAL, 1, pixels.len())
+                let references = if anchors {
+                    vec![Map::zeros(
+                        self.path.unknown_in_anchor_pass(k),
+                        1,
+                        pixels.len(),
+                    )]
                 } else {
-                    self.path.spatial(k, &slice_hat).gather(pixels)
+                    let spatial = self.path.spatial(k, &slice_hat).gather(pixels);
+                    // The anchor pass's symbols are `ŷ − μ` at the anchors, channel-major.
+                    let residuals = Map {
+                        c,
+                        h: 1,
+                        w: pass_pixels[0].len(),
+                        data: slice_syms.iter().map(|&s| s as f32).collect(),
+                    };
+                    let last =
+                        (k > 0).then(|| y_hat.channels(arch::slice_start(k - 1), SLICES[k - 1]));
+                    let global = self.path.global(
+                        k,
+                        &base,
+                        last.as_ref(),
+                        &pass_pixels[0],
+                        &residuals,
+                        pixels,
+                    );
+                    std::iter::once(spatial).chain(global).collect()
                 };
-                let p = self.path.params(k, &base.gather(pixels), &spatial);
+                let base_here = base.gather(pixels);
+                let inputs: Vec<&Map> = std::iter::once(&base_here).chain(&references).collect();
+                let p = self.path.params(k, &inputs);
                 let positions: Vec<usize> = (0..c)
                     .flat_map(|ch| pixels.iter().map(move |&pos| ch * hw + pos))
                     .collect();

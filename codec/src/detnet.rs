@@ -21,8 +21,11 @@
 use rayon::prelude::*;
 
 use crate::model::HS_MID;
-use crate::model::arch::{self, AGG, CTX, HYPER, SLICES, SPATIAL, SPATIAL_K, Z};
+use crate::model::arch::{
+    self, AGG, CTX, GLOBAL_D, GLOBAL_EPS, HYPER, SLICES, SPATIAL, SPATIAL_K, Z,
+};
 use crate::weights::{ModelFile, WeightsError};
+use crate::zoo::ModelId;
 
 /// A feature map `[c, h, w]`, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -202,6 +205,15 @@ struct SlicePath {
     channel: Option<(Conv, Conv)>,
     spatial: Conv,
     agg: (Conv, Conv, Conv),
+    /// Model 2's global references.
+    global: Option<GlobalPath>,
+}
+
+/// The query and key projections of a slice's intra-slice read, and of its inter-slice one
+/// (from the second slice on).
+struct GlobalPath {
+    intra: (Conv, Conv),
+    inter: Option<(Conv, Conv)>,
 }
 
 /// The entropy-parameter networks of a model, ready to evaluate.
@@ -240,8 +252,27 @@ impl EntropyPath {
             } else {
                 None
             };
-            let agg_in = HYPER + if k > 0 { CTX } else { 0 } + SPATIAL;
+            let has_global = file.model == ModelId::MrcV2;
+            let query_key = |name: &str, cin: usize| -> Result<(Conv, Conv), WeightsError> {
+                Ok((
+                    Conv::load(file, &format!("{p}.global.{name}.q"), cin, GLOBAL_D, 1)?,
+                    Conv::load(file, &format!("{p}.global.{name}.k"), cin, GLOBAL_D, 1)?,
+                ))
+            };
+            let global = if has_global {
+                let intra = query_key("intra", HYPER + if k > 0 { CTX } else { 0 })?;
+                let inter = if k > 0 {
+                    Some(query_key("inter", SLICES[k - 1])?)
+                } else {
+                    None
+                };
+                Some(GlobalPath { intra, inter })
+            } else {
+                None
+            };
+            let agg_in = arch::aggregate_in(k, has_global);
             slices.push(SlicePath {
+                global,
                 channel,
                 spatial: Conv::load(file, &format!("{p}.spatial"), c, SPATIAL, SPATIAL_K)?,
                 agg: (
@@ -273,17 +304,64 @@ impl EntropyPath {
         }
     }
 
+    /// Do the slices have global references (model 2)?
+    pub fn has_global(&self) -> bool {
+        self.slices.iter().all(|s| s.global.is_some())
+    }
+
+    /// The global references of slice `k` at the gathered positions `at` (the non-anchor
+    /// pass's), `[reads · 2c, 1, at.len()]`, or `None` in model 1. `base` is the slice's
+    /// [`slice_base`](Self::slice_base) map, `previous` the previous slice's decoded latent
+    /// (from the second slice on), `anchors` the anchor positions and `residuals` the slice's
+    /// symbols there (`ŷ − μ`), `[c, 1, anchors.len()]`, channel-major as the anchor pass
+    /// coded them. Each read is [`attend`] with the similarity of two positions measured on
+    /// `base` (intra-slice), then on `previous` (inter-slice), and the values `[ŷ − μ, |ŷ − μ|]`.
+    pub fn global(
+        &self,
+        k: usize,
+        base: &Map,
+        previous: Option<&Map>,
+        anchors: &[usize],
+        residuals: &Map,
+        at: &[usize],
+    ) -> Option<Map> {
+        let GlobalPath { intra, inter } = self.slices[k].global.as_ref()?;
+        let mut magnitude = residuals.clone();
+        for v in &mut magnitude.data {
+            *v = v.abs();
+        }
+        let values = Map::cat(&[residuals, &magnitude]);
+        let read = |(q, key): &(Conv, Conv), source: &Map| {
+            let queries = q.forward(&source.gather(at)).relu();
+            let keys = key.forward(&source.gather(anchors)).relu();
+            attend(&queries, &keys, &values)
+        };
+        let mut reads = vec![read(intra, base)];
+        if let (Some(inter), Some(previous)) = (inter, previous) {
+            reads.push(read(inter, previous));
+        }
+        Some(Map::cat(&reads.iter().collect::<Vec<_>>()))
+    }
+
     /// Spatial context of slice `k` from its decoded anchors (non-anchor positions zero).
     pub fn spatial(&self, k: usize, anchors: &Map) -> Map {
         self.slices[k].spatial.forward(anchors)
     }
 
-    /// Means and scales of slice `k`; `spatial` is zero for the anchor pass. Every layer is
-    /// 1×1, so `base` and `spatial` may be full maps or the same positions gathered from them
+    /// Channels of the references slice `k`'s anchor pass does not have yet, and gets as
+    /// zeros: the spatial context, and in model 2 the global references.
+    pub fn unknown_in_anchor_pass(&self, k: usize) -> usize {
+        arch::aggregate_in(k, self.slices[k].global.is_some()) - arch::aggregate_in(k, false)
+            + SPATIAL
+    }
+
+    /// Means and scales of slice `k` from `inputs`, concatenated: its base, the spatial
+    /// context and in model 2 the global references (zeros in the anchor pass). Every layer
+    /// is 1×1, so the inputs may be full maps or the same positions gathered from them
     /// ([`Map::gather`]), with identical results at those positions.
-    pub fn params(&self, k: usize, base: &Map, spatial: &Map) -> Params {
+    pub fn params(&self, k: usize, inputs: &[&Map]) -> Params {
         let (c1, c2, c3) = &self.slices[k].agg;
-        let h = c1.forward(&Map::cat(&[base, spatial])).relu();
+        let h = c1.forward(&Map::cat(inputs)).relu();
         let out = c3.forward(&c2.forward(&h).relu());
         let c = out.c / 2;
         let mean = out.channels(0, c);
@@ -293,6 +371,61 @@ impl EntropyPath {
         }
         Params { mean, scale }
     }
+}
+
+/// Linear attention, exactly: for non-negative `queries` (`[d, 1, m]`) and `keys` (`[d, 1,
+/// n]`) and `values` (`[c, 1, n]`), output `j` at query `p` is
+/// `(Σ_i q[i][p] · KV[i][j]) / (Σ_i q[i][p] · K[i] + ε)` with `KV[i][j] = Σ_a k[i][a] · v[j][a]`
+/// and `K[i] = Σ_a k[i][a]`, `[c, 1, m]`. Every sum starts at zero and adds its terms in
+/// ascending order of its index (`a`, the key's position, or `i`, the feature); one division
+/// per output. Threads split the features `i` (for `KV`, `K`) and the queries `p`, and loops
+/// vectorize across `j` only, so nothing depends on the thread count or the SIMD width.
+pub fn attend(queries: &Map, keys: &Map, values: &Map) -> Map {
+    let (d, n, m, c) = (keys.c, keys.w, queries.w, values.c);
+    assert_eq!(queries.c, d, "queries and keys differ in features");
+    assert_eq!(values.w, n, "keys and values differ in positions");
+    // Values position-major, so that a key's contribution to a row of KV is one vector op.
+    let mut by_position = vec![0.0f32; n * c];
+    for j in 0..c {
+        for (a, &v) in values.plane(j).iter().enumerate() {
+            by_position[a * c + j] = v;
+        }
+    }
+    let mut kv = vec![0.0f32; d * c];
+    let mut k_sum = vec![0.0f32; d];
+    kv.par_chunks_mut(c)
+        .zip(k_sum.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, (row, sum))| {
+            for (a, &ka) in keys.plane(i).iter().enumerate() {
+                *sum += ka;
+                for (r, &v) in row.iter_mut().zip(&by_position[a * c..(a + 1) * c]) {
+                    *r += ka * v;
+                }
+            }
+        });
+    let mut by_query = vec![0.0f32; m * c];
+    by_query.par_chunks_mut(c).enumerate().for_each(|(p, out)| {
+        let mut den = 0.0f32;
+        for i in 0..d {
+            let qi = queries.data[i * m + p];
+            den += qi * k_sum[i];
+            for (o, &x) in out.iter_mut().zip(&kv[i * c..(i + 1) * c]) {
+                *o += qi * x;
+            }
+        }
+        let den = den + GLOBAL_EPS;
+        for o in out.iter_mut() {
+            *o /= den;
+        }
+    });
+    let mut out = Map::zeros(c, 1, m);
+    for (p, row) in by_query.chunks(c).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out.data[j * m + p] = v;
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -77,7 +77,11 @@ impl ModelFile {
             tensors.insert(snap.full_path(), NamedTensor { shape, data });
         }
         let mut file = Self {
-            model: ModelId::MrcV1,
+            model: if model.has_global_refs() {
+                ModelId::MrcV2
+            } else {
+                ModelId::MrcV1
+            },
             tensors,
             factorized: model.bottleneck.export_tables(),
             hash: 0,
@@ -94,8 +98,17 @@ impl ModelFile {
     /// symbols (escapes included) and the entropy path is fully exercised; it is useless for
     /// image quality.
     pub fn synthetic<B: Backend>(seed: u64, device: &B::Device) -> Self {
+        Self::synthetic_of::<B>(ModelId::MrcV1, seed, device)
+    }
+
+    /// [`synthetic`](Self::synthetic) weights for the architecture `model`.
+    pub fn synthetic_of<B: Backend>(model: ModelId, seed: u64, device: &B::Device) -> Self {
         let mut tensors = BTreeMap::new();
-        for snap in Model::<B>::new(device).collect(None, None, true) {
+        let architecture = match model {
+            ModelId::MrcV1 => Model::<B>::new(device),
+            ModelId::MrcV2 => Model::<B>::new(device).with_global_refs(),
+        };
+        for snap in architecture.collect(None, None, true) {
             let name = snap.full_path();
             let shape = snap.shape.to_vec();
             let numel: usize = shape.iter().product();
@@ -151,7 +164,7 @@ impl ModelFile {
             .collect();
         let factorized = FactorizedTables::from_tables(tables).expect("one table per channel");
         let file = Self {
-            model: ModelId::MrcV1,
+            model,
             tensors,
             factorized,
             hash: 0,
@@ -316,6 +329,9 @@ impl ModelFile {
     /// Builds the Burn model on `device` with these weights.
     pub fn to_burn<B: Backend>(&self, device: &B::Device) -> Result<Model<B>, WeightsError> {
         let mut model = Model::new(device);
+        if self.model == ModelId::MrcV2 {
+            model = model.with_global_refs();
+        }
         if self.has_post_filter() {
             model = model.with_post_filter(self.post_filter_shape().unwrap_or(Shape::DEFAULT));
         }

@@ -112,11 +112,13 @@ pub fn load_model<B: burn::tensor::backend::Backend>(
     ckpt: &Path,
     device: &B::Device,
 ) -> Result<Model<B>, String> {
-    // Built with a post-filter, which loading drops again when the checkpoint has none
-    // (Burn loads an `Option` module only where both sides have it); the loaded tensors
-    // bring their own shapes, so a filter of any width comes back as it was saved.
+    // Built with a post-filter and global references, which loading drops again when the
+    // checkpoint has none (Burn loads an `Option` module only where both sides have it); the
+    // loaded tensors bring their own shapes, so a filter of any width, and an aggregation
+    // with or without the references' inputs, comes back as it was saved.
     Model::new(device)
         .with_post_filter(codec::model::post_filter::Shape::DEFAULT)
+        .with_global_refs()
         .load_file(ckpt.join("model"), &recorder(), device)
         .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
 }

@@ -117,6 +117,12 @@ pub struct RunArgs {
     /// decoded from them change (needs --init); fixed for a run.
     #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter"])]
     pub decoder: bool,
+    /// Give the --init model's entropy model global references (model 2: each slice's
+    /// non-anchors read the slice's decoded anchors from the whole latent, by linear
+    /// attention), added with zero weight so that training starts from the model's own
+    /// function; fixed for a run. Train them with --entropy-only.
+    #[arg(long, requires = "init")]
+    pub global_refs: bool,
     /// How often each quality level is drawn for a batch, relative to the others, lowest
     /// first: eight whole numbers such as 1,1,1,1,2,2,2,2 (twice as many batches at qualities
     /// 5-8); fixed for a run [default: all equal].
@@ -184,6 +190,7 @@ impl RunArgs {
                 _ => old.level_weights,
             },
             new_filter: old.new_filter,
+            global_refs: old.global_refs,
         };
         // What changed on resuming (a longer schedule, another data path) is saved onward.
         state.config = serde_json::to_value(&config).expect("config serializes");
@@ -244,6 +251,7 @@ impl RunArgs {
             },
             level_weights,
             new_filter: self.new_filter,
+            global_refs: self.global_refs,
         })
     }
 }

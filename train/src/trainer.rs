@@ -73,6 +73,10 @@ pub struct Config {
     /// trains the model's filter, widened to the default width where narrower.
     #[serde(default)]
     pub new_filter: Option<[usize; 2]>,
+    /// Whether the run added global references to the `init` model's entropy model
+    /// ([`codec::model::Model::with_global_refs`]) before its first step.
+    #[serde(default)]
+    pub global_refs: bool,
 }
 
 /// Which weights a run trains. The runs that train one part keep every other weight's value
@@ -436,6 +440,9 @@ pub fn train<B: AutodiffBackend>(
                     let mut model = file.to_burn::<B>(&device).map_err(|e| e.to_string())?;
                     if let Some(shape) = config.new_filter_shape() {
                         model = model.with_new_post_filter(shape);
+                    }
+                    if config.global_refs {
+                        model = model.with_global_refs();
                     }
                     if config.reset_gains {
                         model.with_gain_ladder()

@@ -875,3 +875,62 @@ fn a_full_disk_stops_training_and_export_in_one_line() {
         "{left:?}"
     );
 }
+
+/// `--global-refs` gives the start's entropy model global references (model 2) and an
+/// entropy-only run trains them: they survive a resume, the export is a model 2 whose
+/// aggregation weights for the references have moved from zero, and it codes a picture. It
+/// starts from the shipped model: a fresh model's latents round to zero almost everywhere,
+/// so its anchors carry no residual for the references to read, and nothing to learn from.
+#[test]
+fn a_global_refs_run_trains_a_model_2() {
+    use codec::model::arch::{AGG, aggregate_in};
+    use codec::zoo::ModelId;
+    let mut frozen = FrozenRun::new();
+    frozen.needs_init("--global-refs");
+    frozen.start = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ember-mrc-v1.safetensors");
+    let start = frozen.start.to_str().unwrap();
+    let out = frozen.run_with(&[
+        "--init",
+        start,
+        "--entropy-only",
+        "--global-refs",
+        "--latent-crops",
+        "5",
+        "--steps",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = resume(&frozen.run, "5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (before, after) = frozen.start_and_export();
+    assert_eq!(
+        (before.model, after.model),
+        (ModelId::MrcV1, ModelId::MrcV2)
+    );
+    let c1 = &after.tensors["slices.4.aggregate.c1.weight"];
+    let (old, new) = (aggregate_in(4, false), aggregate_in(4, true));
+    assert_eq!(c1.shape, [AGG, new, 1, 1]);
+    let references_weighed = (0..AGG)
+        .flat_map(|o| (old..new).map(move |i| o * new + i))
+        .any(|at| c1.data[at] != 0.0);
+    assert!(
+        references_weighed,
+        "the references' aggregation weights did not train"
+    );
+    assert!(after.tensors.contains_key("slices.4.global.inter.q.weight"));
+    let kind = codec::backend::default_kind().unwrap();
+    let (bytes, out) = backend::run(kind, RoundTrip(after, picture(40, 24, 1.0))).unwrap();
+    assert_eq!(
+        codec::bitstream::read(&bytes).unwrap().header.model,
+        ModelId::MrcV2
+    );
+    assert_eq!((out.width, out.height), (40, 24));
+}

@@ -20,6 +20,34 @@ pub const SPATIAL: usize = 48;
 pub const SPATIAL_K: usize = 5;
 /// Hidden width of each slice's parameter-aggregation network.
 pub const AGG: usize = 96;
+/// Feature width of the global references' attention kernel (model 2,
+/// [`super::entropy_model::Global`]): queries and keys are this many ReLU features.
+pub const GLOBAL_D: usize = 32;
+/// Added to the global references' normaliser, so that a query whose features are all zero
+/// reads zero instead of dividing by zero.
+pub const GLOBAL_EPS: f32 = 1e-6;
+/// Channels one global read of slice `k` yields: the attention-weighted mean of the decoded
+/// anchors' quantization residual `ŷ − μ` and of its magnitude, per channel of the slice.
+pub fn global_read(k: usize) -> usize {
+    2 * SLICES[k]
+}
+/// Global reads of slice `k`: the intra-slice one, and from the second slice on the
+/// inter-slice one.
+pub fn global_reads(k: usize) -> usize {
+    if k > 0 { 2 } else { 1 }
+}
+/// Input channels of slice `k`'s parameter aggregation: hyper features, the channel context
+/// (after the first slice), the spatial context, and in model 2 the global references.
+pub fn aggregate_in(k: usize, global: bool) -> usize {
+    HYPER
+        + if k > 0 { CTX } else { 0 }
+        + SPATIAL
+        + if global {
+            global_reads(k) * global_read(k)
+        } else {
+            0
+        }
+}
 /// Quality levels, each with its own gain vector and rate-distortion trade-off.
 pub const LEVELS: usize = 8;
 /// λ of each level for the loss `λ · 255² · MSE + bpp` (CompressAI's MSE ladder).

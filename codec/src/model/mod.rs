@@ -219,6 +219,20 @@ impl<B: Backend> Model<B> {
         self
     }
 
+    /// The model with global references in every slice's entropy model (model 2,
+    /// [`entropy_model::Global`]), added function-preserving where it had none.
+    pub fn with_global_refs(mut self) -> Self {
+        self.slices = (self.slices.into_iter().enumerate())
+            .map(|(k, slice)| slice.with_global(k))
+            .collect();
+        self
+    }
+
+    /// Does the entropy model have global references (model 2)?
+    pub fn has_global_refs(&self) -> bool {
+        self.slices.iter().all(|s| s.global.is_some())
+    }
+
     /// Makes every GDN's `γ` trainable in all its entries (see [`Gdn::trainable`]); the
     /// trainer applies it to whatever it starts or resumes from.
     pub fn with_trainable_gdn(mut self) -> Self {
@@ -343,7 +357,7 @@ impl<B: Backend> Model<B> {
         for (k, slice) in self.slices.iter().enumerate() {
             let y_k = y.clone().narrow(1, start, SLICES[k]);
             start += SLICES[k];
-            let out = slice.forward(y_k, hyper.clone(), &decoded, &anchor, noise);
+            let out = slice.forward(k, y_k, hyper.clone(), &decoded, &anchor, noise);
             bits = bits
                 + cost(out.likelihood)
                     .log()

@@ -6,6 +6,7 @@ use codec::backend::{self, BackendKind, Job};
 use codec::compress::{Codec, Latents};
 use codec::image_io::Planar;
 use codec::weights::ModelFile;
+use codec::zoo::ModelId;
 use std::path::{Path, PathBuf};
 
 /// Says on the test run's output that the calling test skips its check, and why (a skipped
@@ -29,14 +30,24 @@ pub fn cpu_backends() -> Vec<BackendKind> {
 
 /// The conformance model (see `ModelFile::synthetic`).
 pub fn synthetic() -> ModelFile {
-    struct Make;
+    synthetic_of(ModelId::MrcV1)
+}
+
+/// Synthetic weights of each architecture, model 1 first.
+pub fn synthetics() -> Vec<ModelFile> {
+    ModelId::ALL.into_iter().map(synthetic_of).collect()
+}
+
+/// Synthetic weights (see `ModelFile::synthetic`) for the architecture `model`.
+pub fn synthetic_of(model: ModelId) -> ModelFile {
+    struct Make(ModelId);
     impl Job for Make {
         type Output = ModelFile;
         fn run<B: Backend>(self, device: B::Device) -> ModelFile {
-            ModelFile::synthetic::<B>(1, &device)
+            ModelFile::synthetic_of::<B>(self.0, 1, &device)
         }
     }
-    backend::run(cpu_backends()[0], Make).unwrap()
+    backend::run(cpu_backends()[0], Make(model)).unwrap()
 }
 
 /// The test picture used throughout (and for the golden streams' sources).

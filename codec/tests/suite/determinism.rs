@@ -6,28 +6,30 @@ use codec::metrics::psnr_rgb8;
 
 #[test]
 fn round_trips_reproduce_latents_at_all_sizes() {
-    let model = synthetic();
     let kind = cpu_backends()[0];
-    for (w, h, ch, depth) in [
-        (1, 1, 3, 8),
-        (17, 33, 3, 8),
-        (64, 64, 1, 16),
-        (768, 512, 3, 8),
-    ] {
-        let img = picture(w, h, ch, depth);
-        let (bytes, latents) = backend::run(kind, Encode(model.clone(), img.clone(), 4.0)).unwrap();
-        let (out, decoded) = backend::run(kind, Decode(model.clone(), bytes.clone()))
-            .unwrap()
-            .unwrap();
-        assert_eq!(decoded, latents, "{w}x{h}");
-        assert_eq!(
-            (out.width, out.height, out.channels, out.bit_depth),
-            (w, h, ch, depth)
-        );
-        let again = backend::run(kind, Encode(model.clone(), img, 4.0))
-            .unwrap()
-            .0;
-        assert_eq!(again, bytes, "{w}x{h}: encoding is not repeatable");
+    for model in synthetics() {
+        for (w, h, ch, depth) in [
+            (1, 1, 3, 8),
+            (17, 33, 3, 8),
+            (64, 64, 1, 16),
+            (768, 512, 3, 8),
+        ] {
+            let img = picture(w, h, ch, depth);
+            let (bytes, latents) =
+                backend::run(kind, Encode(model.clone(), img.clone(), 4.0)).unwrap();
+            let (out, decoded) = backend::run(kind, Decode(model.clone(), bytes.clone()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(decoded, latents, "{w}x{h}");
+            assert_eq!(
+                (out.width, out.height, out.channels, out.bit_depth),
+                (w, h, ch, depth)
+            );
+            let again = backend::run(kind, Encode(model.clone(), img, 4.0))
+                .unwrap()
+                .0;
+            assert_eq!(again, bytes, "{w}x{h}: encoding is not repeatable");
+        }
     }
 }
 
@@ -41,30 +43,32 @@ fn streams_decode_identically_across_backends() {
             "only {kinds:?} built; build with --features tch for the cross-backend check"
         ));
     }
-    let model = synthetic();
     let img = picture(96, 80, 3, 8);
-    for &enc in &kinds {
-        let (bytes, latents) = backend::run(enc, Encode(model.clone(), img.clone(), 6.0)).unwrap();
-        let mut recs = Vec::new();
-        for &dec in &kinds {
-            let (rec, decoded) = backend::run(dec, Decode(model.clone(), bytes.clone()))
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                decoded,
-                latents,
-                "encoded on {}, decoded on {}",
-                enc.name(),
-                dec.name()
-            );
-            recs.push(rec);
-        }
-        for r in &recs[1..] {
-            let p = psnr_rgb8(&recs[0], r);
-            assert!(
-                p >= 50.0,
-                "reconstructions differ across backends: {p:.1} dB"
-            );
+    for model in synthetics() {
+        for &enc in &kinds {
+            let (bytes, latents) =
+                backend::run(enc, Encode(model.clone(), img.clone(), 6.0)).unwrap();
+            let mut recs = Vec::new();
+            for &dec in &kinds {
+                let (rec, decoded) = backend::run(dec, Decode(model.clone(), bytes.clone()))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    decoded,
+                    latents,
+                    "encoded on {}, decoded on {}",
+                    enc.name(),
+                    dec.name()
+                );
+                recs.push(rec);
+            }
+            for r in &recs[1..] {
+                let p = psnr_rgb8(&recs[0], r);
+                assert!(
+                    p >= 50.0,
+                    "reconstructions differ across backends: {p:.1} dB"
+                );
+            }
         }
     }
 }
@@ -73,31 +77,33 @@ fn streams_decode_identically_across_backends() {
 #[test]
 fn streams_do_not_depend_on_thread_count() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model.safetensors");
-    synthetic().save(&model).unwrap();
     let input = dir.path().join("in.png");
     picture(200, 130, 3, 8).save_png(&input).unwrap();
-    let mut outputs = Vec::new();
-    for threads in ["1", "2"] {
-        let out = dir.path().join(format!("t{threads}.ember"));
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_ember-codec"))
-            .env("RAYON_NUM_THREADS", threads)
-            .args([
-                "encode",
-                input.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--quality",
-                "5",
-                "--model",
-                model.to_str().unwrap(),
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        outputs.push(std::fs::read(out).unwrap());
+    for file in synthetics() {
+        let model = dir.path().join("model.safetensors");
+        file.save(&model).unwrap();
+        let mut outputs = Vec::new();
+        for threads in ["1", "2"] {
+            let out = dir.path().join(format!("t{threads}.ember"));
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_ember-codec"))
+                .env("RAYON_NUM_THREADS", threads)
+                .args([
+                    "encode",
+                    input.to_str().unwrap(),
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--quality",
+                    "5",
+                    "--model",
+                    model.to_str().unwrap(),
+                ])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            outputs.push(std::fs::read(out).unwrap());
+        }
+        assert_eq!(outputs[0], outputs[1], "{:?}", file.model);
     }
-    assert_eq!(outputs[0], outputs[1]);
 }
 
 /// Codes an image with tiles of 16 latent pixels and with one whole-image tile; decodes each

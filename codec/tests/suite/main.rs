@@ -10,6 +10,7 @@ mod conformance;
 mod determinism;
 mod estimate;
 mod eval;
+mod global;
 mod precision;
 mod refine;
 mod shipped;
