@@ -1,6 +1,6 @@
 //! Golden streams: files in `testdata/golden/` that every future build must decode to exactly
 //! the recorded latents. They are coded with the synthetic conformance model, which is pinned
-//! here too. `testdata/golden/` holds streams in the current format version; `golden/v1/`
+//! here too; `golden/model2/` holds the same pictures coded by model 2's (global references). `testdata/golden/` holds streams in the current format version; `golden/v1/`
 //! holds version 1 streams of the same pictures (with their own MANIFEST and references, as
 //! the encoder of the day made them), which must keep decoding exactly.
 //! Regenerate the current ones (only together with a new format version) with
@@ -14,6 +14,7 @@ use codec::backend;
 use codec::bitstream::{self, Payload};
 use codec::image_io::Planar;
 use codec::metrics::psnr_rgb8;
+use codec::zoo::ModelId;
 
 /// Fingerprint of `ModelFile::synthetic(1)`.
 const SYNTHETIC_HASH: u64 = 15_488_162_880_868_483_754;
@@ -31,23 +32,50 @@ fn dir() -> PathBuf {
 }
 
 #[test]
-fn synthetic_model_is_pinned() {
-    assert_eq!(
-        synthetic().hash,
-        SYNTHETIC_HASH,
-        "the conformance model changed; golden streams would no longer match it"
-    );
+fn synthetic_models_are_pinned() {
+    for (model, hash) in [
+        (ModelId::MrcV1, SYNTHETIC_HASH),
+        (ModelId::MrcV2, SYNTHETIC_V2_HASH),
+    ] {
+        assert_eq!(
+            synthetic_of(model).hash,
+            hash,
+            "{model:?}'s conformance model changed; golden streams would no longer match it"
+        );
+    }
+}
+
+/// Fingerprint of `ModelFile::synthetic_of(ModelId::MrcV2, 1)`, model 2's conformance model.
+const SYNTHETIC_V2_HASH: u64 = 17_438_169_472_854_804_196;
+
+/// Where the current format's golden streams of `model`'s conformance model are, and the
+/// folders of older formats' streams of it that must keep decoding, with their versions.
+fn golden_dirs(model: ModelId) -> (PathBuf, Vec<(u8, PathBuf)>) {
+    match model {
+        ModelId::MrcV1 => (dir(), vec![(1, dir().join("v1"))]),
+        ModelId::MrcV2 => (dir().join("model2"), vec![]),
+    }
 }
 
 #[test]
 fn golden_streams_decode_exactly() {
-    let model = synthetic();
+    for model in synthetics() {
+        check_goldens(&model);
+    }
+}
+
+/// Writes (with `EMBER_WRITE_GOLDEN` set) or checks `model`'s golden streams of [`CASES`].
+fn check_goldens(model: &codec::weights::ModelFile) {
     let write = std::env::var_os("EMBER_WRITE_GOLDEN").is_some();
+    let (dir, older) = golden_dirs(model.model);
     let mut manifest =
         String::from("# name latents-crc32 (decoded symbols of ẑ then every slice, i32 LE)\n");
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
     for (name, w, h, ch, depth, q) in CASES {
-        let stream = dir().join(format!("{name}.ember"));
-        let reference = dir().join(format!("{name}.png"));
+        let stream = dir.join(format!("{name}.ember"));
+        let reference = dir.join(format!("{name}.png"));
         if write {
             let (bytes, latents) = backend::run(
                 cpu_backends()[0],
@@ -62,12 +90,13 @@ fn golden_streams_decode_exactly() {
             manifest.push_str(&format!("{name} {:08x}\n", latents_crc(&latents)));
             continue;
         }
-        for (version, dir) in [(bitstream::VERSION, dir()), (1, dir().join("v1"))] {
-            check_golden(&model, name, version, &dir);
+        check_golden(model, name, bitstream::VERSION, &dir);
+        for (version, dir) in &older {
+            check_golden(model, name, *version, dir);
         }
     }
     if write {
-        std::fs::write(dir().join("MANIFEST"), manifest).unwrap();
+        std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
     }
 }
 
