@@ -116,11 +116,121 @@ pub fn load_model<B: burn::tensor::backend::Backend>(
     // checkpoint has none (Burn loads an `Option` module only where both sides have it); the
     // loaded tensors bring their own shapes, so a filter of any width, and an aggregation
     // with or without the references' inputs, comes back as it was saved.
-    Model::new(device)
+    let current = Model::new(device)
         .with_post_filter(codec::model::post_filter::Shape::DEFAULT)
         .with_global_refs()
-        .load_file(ckpt.join("model"), &recorder(), device)
-        .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
+        .load_file(ckpt.join("model"), &recorder(), device);
+    match current {
+        Ok(model) => Ok(model),
+        // The record is positional: one written before the slices had a place for global
+        // references reads only in that layout.
+        Err(e) => legacy::load(ckpt.join("model"), &recorder(), device)
+            .map_err(|_| format!("cannot load model from {}: {e}", ckpt.display())),
+    }
+}
+
+/// Checkpoints written before model 2. Burn's binary record lays out a module's fields by
+/// position, and model 2 gave every slice a field (`global`), so a record from before reads
+/// only as the model was then: this module keeps that layout, reads such a record, and moves
+/// its parameters (their ids, which the optimizer's state is keyed by, with them) into the
+/// current model.
+mod legacy {
+    use std::path::PathBuf;
+
+    use burn::module::{Module, Param};
+    use burn::nn::conv::Conv2d;
+    use burn::record::{BinFileRecorder, FullPrecisionSettings};
+    use burn::tensor::Tensor;
+    use burn::tensor::backend::Backend;
+    use codec::model::bottleneck::Bottleneck;
+    use codec::model::entropy_model::{Aggregate, ChannelCtx, Slice};
+    use codec::model::post_filter::{PostFilter, Shape};
+    use codec::model::{Analysis, HyperAnalysis, HyperSynthesis, Model, Precision, Synthesis};
+
+    /// `codec::model::Model` as it was, field for field.
+    #[derive(Module, Debug)]
+    struct OldModel<B: Backend> {
+        g_a: Analysis<B>,
+        g_s: Synthesis<B>,
+        h_a: HyperAnalysis<B>,
+        h_s: HyperSynthesis<B>,
+        bottleneck: Bottleneck<B>,
+        slices: Vec<OldSlice<B>>,
+        gain: Param<Tensor<B, 2>>,
+        inv_gain: Param<Tensor<B, 2>>,
+        post: Option<PostFilter<B>>,
+        precision: Precision,
+    }
+
+    /// A slice as it was: no `global`.
+    #[derive(Module, Debug)]
+    struct OldSlice<B: Backend> {
+        channel: Option<ChannelCtx<B>>,
+        spatial: Conv2d<B>,
+        aggregate: Aggregate<B>,
+    }
+
+    pub fn load<B: Backend>(
+        file: PathBuf,
+        recorder: &BinFileRecorder<FullPrecisionSettings>,
+        device: &B::Device,
+    ) -> Result<Model<B>, String> {
+        let template = old(Model::<B>::new(device).with_post_filter(Shape::DEFAULT));
+        let loaded = template
+            .load_file(file, recorder, device)
+            .map_err(|e| e.to_string())?;
+        Ok(Model {
+            g_a: loaded.g_a,
+            g_s: loaded.g_s,
+            h_a: loaded.h_a,
+            h_s: loaded.h_s,
+            bottleneck: loaded.bottleneck,
+            slices: (loaded.slices.into_iter())
+                .map(|s| Slice {
+                    channel: s.channel,
+                    spatial: s.spatial,
+                    aggregate: s.aggregate,
+                    global: None,
+                })
+                .collect(),
+            gain: loaded.gain,
+            inv_gain: loaded.inv_gain,
+            post: loaded.post,
+            precision: loaded.precision,
+        })
+    }
+
+    /// A model 1 in the old layout.
+    fn old<B: Backend>(model: Model<B>) -> OldModel<B> {
+        OldModel {
+            g_a: model.g_a,
+            g_s: model.g_s,
+            h_a: model.h_a,
+            h_s: model.h_s,
+            bottleneck: model.bottleneck,
+            slices: (model.slices.into_iter())
+                .map(|s| OldSlice {
+                    channel: s.channel,
+                    spatial: s.spatial,
+                    aggregate: s.aggregate,
+                })
+                .collect(),
+            gain: model.gain,
+            inv_gain: model.inv_gain,
+            post: model.post,
+            precision: model.precision,
+        }
+    }
+
+    /// Saves a model 1 as checkpoints before model 2 did, for the test that they still load.
+    #[cfg(test)]
+    pub fn save<B: Backend>(
+        model: Model<B>,
+        file: PathBuf,
+        recorder: &BinFileRecorder<FullPrecisionSettings>,
+    ) {
+        old(model).save_file(file, recorder).unwrap();
+    }
 }
 
 pub fn load_optim<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
@@ -137,4 +247,38 @@ pub fn load_optim<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         )
     })?;
     Ok(optim.load_record(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use codec::weights::ModelFile;
+
+    /// A checkpoint written before model 2 (its slices without a `global` field) loads, as
+    /// the model 1 it was; one written now, of either model, loads as itself.
+    #[test]
+    fn checkpoints_of_both_layouts_load() {
+        let dev = Default::default();
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["old", "new"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let model1 =
+            Model::<NdArray>::new(&dev).with_post_filter(codec::model::post_filter::Shape::DEFAULT);
+        let want1 = ModelFile::from_model(&model1).hash;
+        legacy::save(model1, dir.path().join("old").join("model"), &recorder());
+        let loaded = load_model::<NdArray>(&dir.path().join("old"), &dev).unwrap();
+        assert!(!loaded.has_global_refs());
+        assert_eq!(ModelFile::from_model(&loaded).hash, want1);
+
+        let model2 = Model::<NdArray>::new(&dev).with_global_refs();
+        let want2 = ModelFile::from_model(&model2).hash;
+        model2
+            .save_file(dir.path().join("new").join("model"), &recorder())
+            .unwrap();
+        let loaded = load_model::<NdArray>(&dir.path().join("new"), &dev).unwrap();
+        assert!(loaded.has_global_refs());
+        assert_eq!(ModelFile::from_model(&loaded).hash, want2);
+    }
 }
