@@ -260,7 +260,7 @@ impl EntropyPath {
                 ))
             };
             let global = if has_global {
-                let intra = query_key("intra", HYPER + if k > 0 { CTX } else { 0 })?;
+                let intra = query_key("intra", arch::base_in(k))?;
                 let inter = if k > 0 {
                     Some(query_key("inter", SLICES[k - 1])?)
                 } else {
@@ -302,11 +302,6 @@ impl EntropyPath {
             }
             _ => hyper.clone(),
         }
-    }
-
-    /// Do the slices have global references (model 2)?
-    pub fn has_global(&self) -> bool {
-        self.slices.iter().all(|s| s.global.is_some())
     }
 
     /// The global references of slice `k` at the gathered positions `at` (the non-anchor
@@ -351,8 +346,7 @@ impl EntropyPath {
     /// Channels of the references slice `k`'s anchor pass does not have yet, and gets as
     /// zeros: the spatial context, and in model 2 the global references.
     pub fn unknown_in_anchor_pass(&self, k: usize) -> usize {
-        arch::aggregate_in(k, self.slices[k].global.is_some()) - arch::aggregate_in(k, false)
-            + SPATIAL
+        SPATIAL + arch::global_in(k, self.slices[k].global.is_some())
     }
 
     /// Means and scales of slice `k` from `inputs`, concatenated: its base, the spatial

@@ -59,6 +59,14 @@ pub struct ModelFile {
     pub hash: u64,
 }
 
+/// A Burn model of the architecture `model` (random weights, no post-filter).
+fn architecture<B: Backend>(model: ModelId, device: &B::Device) -> Model<B> {
+    match model {
+        ModelId::MrcV1 => Model::new(device),
+        ModelId::MrcV2 => Model::new(device).with_global_refs(),
+    }
+}
+
 /// First 8 bytes of the SHA-256 of `bytes`: the model file's `hash`, and what anything else
 /// derived from weights is keyed by.
 pub fn fingerprint(bytes: &[u8]) -> u64 {
@@ -104,11 +112,7 @@ impl ModelFile {
     /// [`synthetic`](Self::synthetic) weights for the architecture `model`.
     pub fn synthetic_of<B: Backend>(model: ModelId, seed: u64, device: &B::Device) -> Self {
         let mut tensors = BTreeMap::new();
-        let architecture = match model {
-            ModelId::MrcV1 => Model::<B>::new(device),
-            ModelId::MrcV2 => Model::<B>::new(device).with_global_refs(),
-        };
-        for snap in architecture.collect(None, None, true) {
+        for snap in architecture::<B>(model, device).collect(None, None, true) {
             let name = snap.full_path();
             let shape = snap.shape.to_vec();
             let numel: usize = shape.iter().product();
@@ -328,10 +332,7 @@ impl ModelFile {
 
     /// Builds the Burn model on `device` with these weights.
     pub fn to_burn<B: Backend>(&self, device: &B::Device) -> Result<Model<B>, WeightsError> {
-        let mut model = Model::new(device);
-        if self.model == ModelId::MrcV2 {
-            model = model.with_global_refs();
-        }
+        let mut model = architecture(self.model, device);
         if self.has_post_filter() {
             model = model.with_post_filter(self.post_filter_shape().unwrap_or(Shape::DEFAULT));
         }

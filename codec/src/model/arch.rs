@@ -36,17 +36,23 @@ pub fn global_read(k: usize) -> usize {
 pub fn global_reads(k: usize) -> usize {
     if k > 0 { 2 } else { 1 }
 }
-/// Input channels of slice `k`'s parameter aggregation: hyper features, the channel context
-/// (after the first slice), the spatial context, and in model 2 the global references.
+/// Channels of slice `k`'s base, which both passes share: hyper features, and after the first
+/// slice the channel context.
+pub fn base_in(k: usize) -> usize {
+    HYPER + if k > 0 { CTX } else { 0 }
+}
+/// Channels the global references add at slice `k`'s aggregation input (none in model 1).
+pub fn global_in(k: usize, global: bool) -> usize {
+    if global {
+        global_reads(k) * global_read(k)
+    } else {
+        0
+    }
+}
+/// Input channels of slice `k`'s parameter aggregation: its base, the spatial context, and in
+/// model 2 the global references.
 pub fn aggregate_in(k: usize, global: bool) -> usize {
-    HYPER
-        + if k > 0 { CTX } else { 0 }
-        + SPATIAL
-        + if global {
-            global_reads(k) * global_read(k)
-        } else {
-            0
-        }
+    base_in(k) + SPATIAL + global_in(k, global)
 }
 /// Quality levels, each with its own gain vector and rate-distortion trade-off.
 pub const LEVELS: usize = 8;

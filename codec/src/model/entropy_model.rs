@@ -134,8 +134,7 @@ impl<B: Backend> Slice<B> {
             return self;
         }
         let device = self.spatial.weight.val().device();
-        let base = arch::aggregate_in(k, false);
-        let extra = arch::aggregate_in(k, true) - base;
+        let extra = arch::global_in(k, true);
         let c1 = &mut self.aggregate.c1;
         let weight = Tensor::cat(
             vec![c1.weight.val(), Tensor::zeros([AGG, extra, 1, 1], &device)],
@@ -144,18 +143,10 @@ impl<B: Backend> Slice<B> {
         // A new leaf: the joined tensor must be a parameter of its own.
         c1.weight = Param::from_tensor(weight.detach());
         self.global = Some(Global {
-            intra: QueryKey::new(arch::aggregate_in(k, false) - SPATIAL, &device),
+            intra: QueryKey::new(arch::base_in(k), &device),
             inter: (k > 0).then(|| QueryKey::new(SLICES[k - 1], &device)),
         });
         self
-    }
-
-    /// Width of the global references' block at the aggregation's input (0 in model 1).
-    fn global_width(&self, k: usize) -> usize {
-        match self.global {
-            Some(_) => arch::global_reads(k) * arch::global_read(k),
-            None => 0,
-        }
     }
 
     fn params(&self, inputs: Vec<Tensor<B, 4>>) -> (Tensor<B, 4>, Tensor<B, 4>) {
@@ -189,7 +180,7 @@ impl<B: Backend> Slice<B> {
         }
         let base = Tensor::cat(base, 1);
         // The anchor pass has no spatial or global reference yet: zeros in their place.
-        let unknown = SPATIAL + self.global_width(k);
+        let unknown = SPATIAL + arch::global_in(k, self.global.is_some());
         let (mean_a, scale_a) = self.params(vec![
             base.clone(),
             Tensor::zeros([n, unknown, h, w], &device),
