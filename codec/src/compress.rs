@@ -20,7 +20,7 @@ use crate::detnet::{EntropyPath, Map};
 use crate::image_io::Planar;
 use crate::metrics::psnr_rgb8;
 use crate::model::Model;
-use crate::model::arch::{self, M, PAD_TO, SLICES, Y_STRIDE, Z};
+use crate::model::arch::{self, HYPER, M, PAD_TO, SLICES, Y_STRIDE, Z};
 use crate::weights::{ModelFile, WeightsError};
 use crate::{alpha, rate, refine};
 
@@ -248,7 +248,7 @@ impl<B: Backend> Codec<B> {
             None => (y, None),
         };
         let plane = packed_alpha(image);
-        let (bytes, latents, _) = self.encode_latent(image, plane.as_deref(), &y, q8)?;
+        let (bytes, latents, ..) = self.encode_latent(image, plane.as_deref(), &y, q8)?;
         Ok((bytes, latents, report))
     }
 
@@ -273,11 +273,11 @@ impl<B: Backend> Codec<B> {
         // Packed once: every quality tried writes the same plane.
         let plane = packed_alpha(image);
         let measure = |y: &Map, q8: u16| {
-            let (bytes, _, y_hat) = self.encode_latent(image, plane.as_deref(), y, q8)?;
+            let (bytes, _, y_hat, hyper) = self.encode_latent(image, plane.as_deref(), y, q8)?;
             let measure = match &stored {
                 None => bytes.len() as f64,
                 Some(original) => {
-                    let decoded = self.reconstruct(&y_hat, &self.header(image, q8));
+                    let decoded = self.reconstruct(&y_hat, &hyper, &self.header(image, q8));
                     psnr_rgb8(original, &decoded.as_stored())
                 }
             };
@@ -394,7 +394,7 @@ impl<B: Backend> Codec<B> {
         plane: Option<&[u8]>,
         y: &Map,
         q8: u16,
-    ) -> Result<(Vec<u8>, Latents, Map), CodecError> {
+    ) -> Result<(Vec<u8>, Latents, Map, Map), CodecError> {
         let (hy, wy) = (y.h, y.w);
         let z = self
             .model
@@ -417,7 +417,7 @@ impl<B: Backend> Codec<B> {
             &z_indexes(Z, hz * wz),
             self.file.factorized.tables(),
         )?;
-        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |k, _, pass| {
+        let (y_hat, hyper, y_syms) = self.code_slices(&z_hat, hy, wy, |k, _, pass| {
             let start = arch::slice_start(k) * hy * wy;
             let syms: Vec<i32> = pass
                 .positions
@@ -440,6 +440,7 @@ impl<B: Backend> Codec<B> {
                 y: y_syms,
             },
             y_hat,
+            hyper,
         ))
     }
 
@@ -456,17 +457,35 @@ impl<B: Backend> Codec<B> {
         }
     }
 
-    /// The decoded pixels from `ŷ`: the synthesis transform at the header's quality, cropped
-    /// to the header's size and clamped to `[0, 1]` (no colour profile or alpha: those are the
-    /// stream's).
-    fn reconstruct(&self, y_hat: &Map, h: &Header) -> Planar {
+    /// The decoded pixels from `ŷ` and the hyper features its parameters came from: the
+    /// latent residual prediction where the model has one, then the synthesis at the header's
+    /// quality, cropped to the header's size and clamped to `[0, 1]` (no colour profile or
+    /// alpha: those are the stream's). Each runs on tiles of its own, so that the residual
+    /// prediction's reach is covered by the margin alone.
+    fn reconstruct(&self, y_hat: &Map, hyper: &Map, h: &Header) -> Planar {
         let (hy, wy) = (y_hat.h, y_hat.w);
         let (pw, ph) = (wy * Y_STRIDE, hy * Y_STRIDE);
         let q = f32::from(h.quality_q8) / 256.0;
-        let full = self
-            .tiled(y_hat, 1, (hy, wy), 3, Y_STRIDE, |t| {
-                self.model.synthesis(t, q)
+        let predicted = self.model.lrp.as_ref().map(|lrp| {
+            let both = Map {
+                c: M + HYPER,
+                h: hy,
+                w: wy,
+                data: [&y_hat.data[..], &hyper.data[..]].concat(),
+            };
+            self.tiled(&both, 1, (hy, wy), M, 1, |t| {
+                lrp.forward(t.clone().narrow(1, 0, M), t.narrow(1, M, HYPER))
             })
+        });
+        let full = self
+            .tiled(
+                predicted.as_ref().unwrap_or(y_hat),
+                1,
+                (hy, wy),
+                3,
+                Y_STRIDE,
+                |t| self.model.synthesis(t, q),
+            )
             .data;
         let (w, hh) = (h.width as usize, h.height as usize);
         let mut rgb = Vec::with_capacity(3 * w * hh);
@@ -500,6 +519,7 @@ impl<B: Backend> Codec<B> {
         let Decoded {
             header,
             y_hat,
+            hyper,
             latents,
             profile,
             alpha,
@@ -507,7 +527,7 @@ impl<B: Backend> Codec<B> {
         let image = Planar {
             profile,
             alpha,
-            ..self.reconstruct(&y_hat, &header)
+            ..self.reconstruct(&y_hat, &hyper, &header)
         };
         Ok((image, latents))
     }
@@ -557,7 +577,7 @@ impl<B: Backend> Codec<B> {
             w: wz,
             data: z_sym.iter().map(|&v| v as f32).collect(),
         };
-        let (y_hat, y_syms) = self.code_slices(&z_hat, hy, wy, |_, _, pass| {
+        let (y_hat, hyper, y_syms) = self.code_slices(&z_hat, hy, wy, |_, _, pass| {
             source.read(&pass.tables, gaussian)
         })?;
         source.finish()?;
@@ -570,6 +590,7 @@ impl<B: Backend> Codec<B> {
         Ok(Decoded {
             header: stream.header,
             y_hat,
+            hyper,
             latents: Latents {
                 z: z_sym,
                 y: y_syms,
@@ -585,6 +606,9 @@ pub struct Decoded {
     pub header: Header,
     /// `ŷ`, the latent the synthesis transform takes.
     pub y_hat: Map,
+    /// The hyper features (`[HYPER, h, w]`) the entropy parameters were computed from: with
+    /// `ŷ`, the input of the latent residual prediction.
+    pub hyper: Map,
     /// The decoded symbols.
     pub latents: Latents,
     /// The colour profile, if the stream carries one.
@@ -729,15 +753,15 @@ impl<B: Backend> Codec<B> {
     /// Runs the entropy model over every slice and pass in coding order — the one wiring of
     /// contexts that encoder and decoder share. `code(k, anchors, pass)` produces the pass's
     /// symbols (the encoder by quantizing `y`, the decoder by reading the stream); the driver
-    /// reconstructs `ŷ = symbol + μ`, which feeds the later contexts. Returns `ŷ` and the
-    /// symbols of each slice (anchors, then non-anchors).
+    /// reconstructs `ŷ = symbol + μ`, which feeds the later contexts. Returns `ŷ`, the hyper
+    /// features and the symbols of each slice (anchors, then non-anchors).
     fn code_slices(
         &self,
         z_hat: &Map,
         hy: usize,
         wy: usize,
         mut code: impl FnMut(usize, bool, &Pass) -> Result<Vec<i32>, CodecError>,
-    ) -> Result<(Map, Vec<Vec<i32>>), CodecError> {
+    ) -> Result<(Map, Map, Vec<Vec<i32>>), CodecError> {
         let hyper = self.path.hyper(z_hat);
         let gauss = GaussianTables::shared();
         let hw = hy * wy;
@@ -807,7 +831,7 @@ impl<B: Backend> Codec<B> {
             y_hat.data[start * hw..(start + c) * hw].copy_from_slice(&slice_hat.data);
             symbols.push(slice_syms);
         }
-        Ok((y_hat, symbols))
+        Ok((y_hat, hyper, symbols))
     }
 }
 

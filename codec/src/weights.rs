@@ -317,6 +317,13 @@ impl ModelFile {
         self.tensors.keys().any(|n| is_post_filter_tensor(n))
     }
 
+    /// Does the file hold a latent residual predictor (tensors `lrp.*`,
+    /// [`crate::model::lrp`])? Like the post-filter it shapes only the reconstruction, not
+    /// the stream, so a file may or may not have one whatever its model id.
+    pub fn has_lrp(&self) -> bool {
+        self.tensors.keys().any(|n| n.starts_with("lrp."))
+    }
+
     /// The post-filter's shape, read from its first layer's (files hold filters of different
     /// widths and folds). `None` when the file has no filter or its first layer is missing or
     /// not 4-dimensional; a missing or misshapen tensor is then reported by [`Self::to_burn`].
@@ -335,6 +342,9 @@ impl ModelFile {
         let mut model = architecture(self.model, device);
         if self.has_post_filter() {
             model = model.with_post_filter(self.post_filter_shape().unwrap_or(Shape::DEFAULT));
+        }
+        if self.has_lrp() {
+            model = model.with_lrp();
         }
         let snapshots = self
             .tensors
@@ -388,6 +398,21 @@ mod tests {
         let rebuilt = back.to_burn::<NdArray>(&dev).unwrap();
         assert_eq!(ModelFile::from_model(&rebuilt).hash, file.hash);
         assert!(rebuilt.post.is_none());
+    }
+
+    #[test]
+    fn a_residual_predictor_travels_with_the_weights_and_only_when_present() {
+        let dev = Default::default();
+        assert!(!ModelFile::from_model(&Model::<NdArray>::new(&dev)).has_lrp());
+        let file = ModelFile::from_model(&Model::<NdArray>::new(&dev).with_lrp());
+        assert!(file.has_lrp());
+        let rebuilt = file.to_burn::<NdArray>(&dev).unwrap();
+        assert!(rebuilt.lrp.is_some());
+        assert_eq!(ModelFile::from_model(&rebuilt).hash, file.hash);
+        let mut broken = file.clone();
+        broken.tensors.remove("lrp.c2.weight");
+        let err = broken.to_burn::<NdArray>(&dev).unwrap_err().to_string();
+        assert!(err.contains("lrp.c2.weight"), "{err}");
     }
 
     #[test]

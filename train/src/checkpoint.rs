@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::Optimizer;
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use codec::model::Model;
 
@@ -28,8 +28,37 @@ pub struct State {
     pub config: serde_json::Value,
 }
 
-fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
-    BinFileRecorder::new()
+/// Burn's named MessagePack record: fields are read by name, so a checkpoint still loads after
+/// the model gains an optional part (it loads without it), which the positional binary record
+/// of earlier checkpoints ([`legacy`]) did not allow. Made in memory and written here, so that
+/// a failed write reports the system's reason (a full disk says so), which the record's own
+/// file writer loses.
+fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+    NamedMpkBytesRecorder::new()
+}
+
+/// Writes `record` as `<what>.mpk` in the folder `dir`.
+fn write_record<B: burn::tensor::backend::Backend, R: Record<B>>(
+    record: R,
+    dir: &Path,
+    what: &str,
+) -> Result<(), String> {
+    let bytes = Recorder::<B>::record(&recorder(), record, ())
+        .map_err(|e| format!("cannot save {what}: {e}"))?;
+    std::fs::write(dir.join(format!("{what}.mpk")), bytes)
+        .map_err(|e| format!("cannot save {what}: {e}"))
+}
+
+/// Reads the record `<what>.mpk` from the checkpoint folder `ckpt`; the error says why, not
+/// what.
+fn read_record<B: burn::tensor::backend::Backend, R: Record<B>>(
+    ckpt: &Path,
+    what: &str,
+    device: &B::Device,
+) -> Result<R, String> {
+    let file = ckpt.join(format!("{what}.mpk"));
+    let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    Recorder::<B>::load(&recorder(), bytes, device).map_err(|e| e.to_string())
 }
 
 pub fn dir(run: &Path) -> PathBuf {
@@ -57,13 +86,8 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let written = (|| {
         std::fs::create_dir_all(&tmp)
             .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        model
-            .clone()
-            .save_file(tmp.join("model"), &recorder())
-            .map_err(|e| format!("cannot save model: {e}"))?;
-        recorder()
-            .record(optim.to_record(), tmp.join("optim"))
-            .map_err(|e| format!("cannot save optimizer: {e}"))?;
+        write_record::<B, _>(model.clone().into_record(), &tmp, "model")?;
+        write_record::<B, _>(optim.to_record(), &tmp, "optim")?;
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         std::fs::write(tmp.join("state.json"), json).map_err(|e| format!("cannot write state: {e}"))
     })();
@@ -112,28 +136,32 @@ pub fn load_model<B: burn::tensor::backend::Backend>(
     ckpt: &Path,
     device: &B::Device,
 ) -> Result<Model<B>, String> {
-    // Built with a post-filter and global references, which loading drops again when the
-    // checkpoint has none (Burn loads an `Option` module only where both sides have it); the
-    // loaded tensors bring their own shapes, so a filter of any width, and an aggregation
-    // with or without the references' inputs, comes back as it was saved.
-    let current = Model::new(device)
+    // Built with every optional part (post-filter, global references, residual predictor),
+    // which loading drops again where the checkpoint has none (Burn loads an `Option` module
+    // only where both sides have it); the loaded tensors bring their own shapes, so a filter
+    // of any width, and an aggregation with or without the references' inputs, comes back as
+    // it was saved.
+    let template = Model::new(device)
         .with_post_filter(codec::model::post_filter::Shape::DEFAULT)
         .with_global_refs()
-        .load_file(ckpt.join("model"), &recorder(), device);
-    match current {
-        Ok(model) => Ok(model),
-        // The record is positional: one written before the slices had a place for global
-        // references reads only in that layout.
-        Err(e) => legacy::load(ckpt.join("model"), &recorder(), device)
-            .map_err(|_| format!("cannot load model from {}: {e}", ckpt.display())),
+        .with_lrp();
+    if !ckpt.join("model.bin").exists() {
+        return read_record::<B, _>(ckpt, "model", device)
+            .map(|record| template.load_record(record))
+            .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()));
     }
+    // Written in Burn's positional binary record before checkpoints named their fields: read
+    // in the layout of its time, newest first.
+    legacy::load(ckpt.join("model"), device)
+        .map_err(|e| format!("cannot load model from {}: {e}", ckpt.display()))
 }
 
-/// Checkpoints written before model 2. Burn's binary record lays out a module's fields by
-/// position, and model 2 gave every slice a field (`global`), so a record from before reads
-/// only as the model was then: this module keeps that layout, reads such a record, and moves
-/// its parameters (their ids, which the optimizer's state is keyed by, with them) into the
-/// current model.
+/// Checkpoints written in Burn's binary record (`model.bin`, `optim.bin`), before they were
+/// written with named fields. That record lays out a module's fields by position, so each
+/// layout the model has had reads only as itself: before model 2 (slices without `global`),
+/// and model 2 before the residual predictor (`Model` without `lrp`). This module keeps both
+/// layouts, reads a record in whichever fits, and moves its parameters (their ids, which the
+/// optimizer's state is keyed by, with them) into the current model.
 mod legacy {
     use std::path::PathBuf;
 
@@ -147,22 +175,26 @@ mod legacy {
     use codec::model::post_filter::{PostFilter, Shape};
     use codec::model::{Analysis, HyperAnalysis, HyperSynthesis, Model, Precision, Synthesis};
 
-    /// `codec::model::Model` as it was, field for field.
+    pub fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
+        BinFileRecorder::new()
+    }
+
+    /// `codec::model::Model` as it was before `lrp`, field for field, with slices of type `L`.
     #[derive(Module, Debug)]
-    struct OldModel<B: Backend> {
+    struct OldModel<B: Backend, L> {
         g_a: Analysis<B>,
         g_s: Synthesis<B>,
         h_a: HyperAnalysis<B>,
         h_s: HyperSynthesis<B>,
         bottleneck: Bottleneck<B>,
-        slices: Vec<OldSlice<B>>,
+        slices: Vec<L>,
         gain: Param<Tensor<B, 2>>,
         inv_gain: Param<Tensor<B, 2>>,
         post: Option<PostFilter<B>>,
         precision: Precision,
     }
 
-    /// A slice as it was: no `global`.
+    /// A slice as it was before model 2: no `global`.
     #[derive(Module, Debug)]
     struct OldSlice<B: Backend> {
         channel: Option<ChannelCtx<B>>,
@@ -170,66 +202,83 @@ mod legacy {
         aggregate: Aggregate<B>,
     }
 
-    pub fn load<B: Backend>(
-        file: PathBuf,
-        recorder: &BinFileRecorder<FullPrecisionSettings>,
-        device: &B::Device,
-    ) -> Result<Model<B>, String> {
-        let template = old(Model::<B>::new(device).with_post_filter(Shape::DEFAULT));
-        let loaded = template
-            .load_file(file, recorder, device)
-            .map_err(|e| e.to_string())?;
-        Ok(Model {
-            g_a: loaded.g_a,
-            g_s: loaded.g_s,
-            h_a: loaded.h_a,
-            h_s: loaded.h_s,
-            bottleneck: loaded.bottleneck,
-            slices: (loaded.slices.into_iter())
-                .map(|s| Slice {
-                    channel: s.channel,
-                    spatial: s.spatial,
-                    aggregate: s.aggregate,
-                    global: None,
-                })
-                .collect(),
-            gain: loaded.gain,
-            inv_gain: loaded.inv_gain,
-            post: loaded.post,
-            precision: loaded.precision,
-        })
-    }
+    impl<B: Backend, L> OldModel<B, L> {
+        /// `model` in this layout, each slice made by `slice`.
+        fn from_model(model: Model<B>, slice: impl Fn(Slice<B>) -> L) -> Self {
+            Self {
+                g_a: model.g_a,
+                g_s: model.g_s,
+                h_a: model.h_a,
+                h_s: model.h_s,
+                bottleneck: model.bottleneck,
+                slices: model.slices.into_iter().map(slice).collect(),
+                gain: model.gain,
+                inv_gain: model.inv_gain,
+                post: model.post,
+                precision: model.precision,
+            }
+        }
 
-    /// A model 1 in the old layout.
-    fn old<B: Backend>(model: Model<B>) -> OldModel<B> {
-        OldModel {
-            g_a: model.g_a,
-            g_s: model.g_s,
-            h_a: model.h_a,
-            h_s: model.h_s,
-            bottleneck: model.bottleneck,
-            slices: (model.slices.into_iter())
-                .map(|s| OldSlice {
-                    channel: s.channel,
-                    spatial: s.spatial,
-                    aggregate: s.aggregate,
-                })
-                .collect(),
-            gain: model.gain,
-            inv_gain: model.inv_gain,
-            post: model.post,
-            precision: model.precision,
+        /// The current model with these parameters, each slice made by `slice`.
+        fn into_model(self, slice: impl Fn(L) -> Slice<B>) -> Model<B> {
+            Model {
+                g_a: self.g_a,
+                g_s: self.g_s,
+                h_a: self.h_a,
+                h_s: self.h_s,
+                bottleneck: self.bottleneck,
+                slices: self.slices.into_iter().map(slice).collect(),
+                gain: self.gain,
+                inv_gain: self.inv_gain,
+                post: self.post,
+                lrp: None,
+                precision: self.precision,
+            }
         }
     }
 
-    /// Saves a model 1 as checkpoints before model 2 did, for the test that they still load.
+    fn old_slice<B: Backend>(s: Slice<B>) -> OldSlice<B> {
+        OldSlice {
+            channel: s.channel,
+            spatial: s.spatial,
+            aggregate: s.aggregate,
+        }
+    }
+
+    fn new_slice<B: Backend>(s: OldSlice<B>) -> Slice<B> {
+        Slice {
+            channel: s.channel,
+            spatial: s.spatial,
+            aggregate: s.aggregate,
+            global: None,
+        }
+    }
+
+    pub fn load<B: Backend>(file: PathBuf, device: &B::Device) -> Result<Model<B>, String> {
+        let template = || Model::<B>::new(device).with_post_filter(Shape::DEFAULT);
+        let model2 = OldModel::from_model(template().with_global_refs(), |s| s);
+        match model2.load_file(file.clone(), &recorder(), device) {
+            Ok(loaded) => Ok(loaded.into_model(|s| s)),
+            Err(_) => OldModel::from_model(template(), old_slice)
+                .load_file(file, &recorder(), device)
+                .map(|loaded| loaded.into_model(new_slice))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Saves `model` as a checkpoint written before the residual predictor (`model2`) or
+    /// before model 2, for the test that they still load.
     #[cfg(test)]
-    pub fn save<B: Backend>(
-        model: Model<B>,
-        file: PathBuf,
-        recorder: &BinFileRecorder<FullPrecisionSettings>,
-    ) {
-        old(model).save_file(file, recorder).unwrap();
+    pub fn save<B: Backend>(model: Model<B>, model2: bool, file: PathBuf) {
+        if model2 {
+            OldModel::from_model(model, |s| s)
+                .save_file(file, &recorder())
+                .unwrap();
+        } else {
+            OldModel::from_model(model, old_slice)
+                .save_file(file, &recorder())
+                .unwrap();
+        }
     }
 }
 
@@ -238,7 +287,14 @@ pub fn load_optim<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     optim: O,
     device: &B::Device,
 ) -> Result<O, String> {
-    let record = recorder().load(ckpt.join("optim"), device).map_err(|e| {
+    let record = if ckpt.join("optim.bin").exists() {
+        legacy::recorder()
+            .load(ckpt.join("optim"), device)
+            .map_err(|e| e.to_string())
+    } else {
+        read_record::<B, _>(ckpt, "optim", device)
+    };
+    let record = record.map_err(|e| {
         format!(
             "cannot load optimizer from {}: {e} (checkpoints written before ember-train's \
                  flat Adam hold Burn's per-parameter Adam state and cannot be resumed: export \
@@ -255,30 +311,38 @@ mod tests {
     use burn::backend::NdArray;
     use codec::weights::ModelFile;
 
-    /// A checkpoint written before model 2 (its slices without a `global` field) loads, as
-    /// the model 1 it was; one written now, of either model, loads as itself.
+    /// Checkpoints of every layout load as the model they hold: the binary records written
+    /// before model 2 (slices without `global`) and before the residual predictor (model 2
+    /// without `lrp`), and the named records written now, with and without the optional parts.
     #[test]
-    fn checkpoints_of_both_layouts_load() {
+    fn checkpoints_of_every_layout_load() {
+        use codec::model::post_filter::Shape;
         let dev = Default::default();
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["old", "new"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        let model1 =
-            Model::<NdArray>::new(&dev).with_post_filter(codec::model::post_filter::Shape::DEFAULT);
-        let want1 = ModelFile::from_model(&model1).hash;
-        legacy::save(model1, dir.path().join("old").join("model"), &recorder());
-        let loaded = load_model::<NdArray>(&dir.path().join("old"), &dev).unwrap();
-        assert!(!loaded.has_global_refs());
-        assert_eq!(ModelFile::from_model(&loaded).hash, want1);
-
-        let model2 = Model::<NdArray>::new(&dev).with_global_refs();
-        let want2 = ModelFile::from_model(&model2).hash;
-        model2
-            .save_file(dir.path().join("new").join("model"), &recorder())
-            .unwrap();
-        let loaded = load_model::<NdArray>(&dir.path().join("new"), &dev).unwrap();
-        assert!(loaded.has_global_refs());
-        assert_eq!(ModelFile::from_model(&loaded).hash, want2);
+        let check = |name: &str, model: Model<NdArray>, save: &dyn Fn(Model<NdArray>, PathBuf)| {
+            let want = ModelFile::from_model(&model);
+            let at = dir.path().join(name);
+            std::fs::create_dir_all(&at).unwrap();
+            save(model, at.join("model"));
+            let loaded = load_model::<NdArray>(&at, &dev).unwrap();
+            let got = ModelFile::from_model(&loaded);
+            assert_eq!(
+                (got.model, got.has_lrp()),
+                (want.model, want.has_lrp()),
+                "{name}"
+            );
+            assert_eq!(got.hash, want.hash, "{name}");
+        };
+        let model1 = || Model::<NdArray>::new(&dev).with_post_filter(Shape::DEFAULT);
+        check("bin-model1", model1(), &|m, f| legacy::save(m, false, f));
+        check("bin-model2", model1().with_global_refs(), &|m, f| {
+            legacy::save(m, true, f)
+        });
+        let named = |m: Model<NdArray>, f: PathBuf| {
+            write_record::<NdArray, _>(m.into_record(), f.parent().unwrap(), "model").unwrap()
+        };
+        check("model1", Model::new(&dev), &named);
+        check("model2", model1().with_global_refs(), &named);
+        check("model2-lrp", model1().with_global_refs().with_lrp(), &named);
     }
 }

@@ -18,6 +18,7 @@ use crate::checkpoint::{self, State};
 use crate::trainer::{Config, Part, uniform_levels};
 
 #[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("on_latents").args(["entropy_only", "lrp_only"]).multiple(false))]
 pub struct RunArgs {
     /// Run folder: log.jsonl and checkpoints.
     #[arg(long, default_value = "runs/default")]
@@ -94,9 +95,9 @@ pub struct RunArgs {
     /// on latents the analysis computes once per crop (needs --init); fixed for a run.
     #[arg(long, requires = "init")]
     pub entropy_only: bool,
-    /// With --entropy-only: how many crops' latents to cache (each takes M·(crop/16)² floats:
-    /// 768 KiB at 512²); fixed for a run [default: 4096].
-    #[arg(long, requires = "entropy_only")]
+    /// With --entropy-only or --lrp-only: how many crops' latents to cache (each takes
+    /// M·(crop/16)² floats: 768 KiB at 512²); fixed for a run [default: 4096].
+    #[arg(long, requires = "on_latents")]
     pub latent_crops: Option<usize>,
     /// Train only the post-filter after the synthesis (added as the identity where the --init
     /// model has none, widened to 64 channels with its function kept where it is narrower)
@@ -111,8 +112,8 @@ pub struct RunArgs {
     /// pixel at the same width); fixed for a run.
     #[arg(long, requires = "post_filter", value_name = "WIDTH[/FOLD]", value_parser = parse_filter)]
     pub new_filter: Option<[usize; 2]>,
-    /// Train only the decoder (the synthesis transform, its per-level inverse gains and the
-    /// post-filter where the model has one) for distortion, on the rounded latents of the
+    /// Train only the decoder (the synthesis transform, its per-level inverse gains, and the
+    /// latent residual predictor and post-filter where the model has them) for distortion, on the rounded latents of the
     /// frozen encoder and entropy model: every stream keeps its bytes and only the pictures
     /// decoded from them change (needs --init); fixed for a run.
     #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter"])]
@@ -123,6 +124,19 @@ pub struct RunArgs {
     /// function; fixed for a run. Train them with --entropy-only.
     #[arg(long, requires = "init")]
     pub global_refs: bool,
+    /// Give the --init model a latent residual predictor (a network before the synthesis
+    /// that predicts the rounding error of the latent from the decoded latent and the hyper
+    /// features), added predicting nothing so that training starts from the model's own
+    /// function; fixed for a run. Train it with --decoder or a whole-model run.
+    #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter"])]
+    pub lrp: bool,
+    /// Train only the latent residual predictor (added where the --init model has none), on
+    /// cached latents as --entropy-only does: for how much closer to the unrounded latent it
+    /// brings the rounded one, in the units the synthesis sees (each channel divided by its
+    /// gain), relative to no prediction. Much cheaper than --decoder, which needs the
+    /// synthesis: the way to start a new predictor (needs --init); fixed for a run.
+    #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter", "decoder", "lrp"])]
+    pub lrp_only: bool,
     /// How often each quality level is drawn for a batch, relative to the others, lowest
     /// first: eight whole numbers such as 1,1,1,1,2,2,2,2 (twice as many batches at qualities
     /// 5-8); fixed for a run [default: all equal].
@@ -191,6 +205,7 @@ impl RunArgs {
             },
             new_filter: old.new_filter,
             global_refs: old.global_refs,
+            lrp: old.lrp,
         };
         // What changed on resuming (a longer schedule, another data path) is saved onward.
         state.config = serde_json::to_value(&config).expect("config serializes");
@@ -201,6 +216,8 @@ impl RunArgs {
     fn part(&self) -> Part {
         if self.entropy_only {
             Part::EntropyModel
+        } else if self.lrp_only {
+            Part::ResidualPredictor
         } else if self.post_filter {
             Part::PostFilter
         } else if self.decoder {
@@ -244,7 +261,7 @@ impl RunArgs {
             precision: self.precision.unwrap_or_default(),
             seed: self.seed.unwrap_or(1),
             part,
-            latent_crops: if part == Part::EntropyModel {
+            latent_crops: if part.on_latents() {
                 self.latent_crops.unwrap_or(4096)
             } else {
                 0
@@ -252,6 +269,7 @@ impl RunArgs {
             level_weights,
             new_filter: self.new_filter,
             global_refs: self.global_refs,
+            lrp: self.lrp,
         })
     }
 }

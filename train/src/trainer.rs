@@ -77,6 +77,10 @@ pub struct Config {
     /// ([`codec::model::Model::with_global_refs`]) before its first step.
     #[serde(default)]
     pub global_refs: bool,
+    /// Whether the run added a latent residual predictor to the `init` model
+    /// ([`codec::model::Model::with_lrp`]) before its first step.
+    #[serde(default)]
+    pub lrp: bool,
 }
 
 /// Which weights a run trains. The runs that train one part keep every other weight's value
@@ -95,9 +99,22 @@ pub enum Part {
     /// The post-filter alone, for distortion, on what the frozen model reconstructs of each
     /// batch ([`Step::run_post_filter`]).
     PostFilter,
-    /// The decoder alone (synthesis, inverse gains, post-filter), for distortion, on the
+    /// The decoder alone (latent residual predictor, synthesis, inverse gains, post-filter),
+    /// for distortion, on the
     /// frozen encoder's rounded latents ([`Step::run_decoder`]): every stream keeps its bytes.
     Decoder,
+    /// The latent residual predictor alone, on cached latents as [`Part::EntropyModel`], for
+    /// the latent error it leaves ([`Step::run_residual_predictor`]): every stream keeps its
+    /// bytes.
+    ResidualPredictor,
+}
+
+impl Part {
+    /// Does the part train on the cached latents of a fixed set of crops ([`LatentCache`])
+    /// rather than on pixel crops?
+    pub fn on_latents(self) -> bool {
+        matches!(self, Part::EntropyModel | Part::ResidualPredictor)
+    }
 }
 
 impl Config {
@@ -294,10 +311,52 @@ impl Step {
     ) -> (Model<B>, Option<f64>) {
         let n = y.dims()[0];
         let y = (y * model.gain_for((level + 1) as f32, false)).detach();
-        let (_, bits) = model.entropy(y, true);
+        let bits = model.entropy(y, true).bits;
         let bpp = bits.sum().div_scalar((n * pixels) as f64);
         let (model, stats) = descend(model, optim, [bpp], lr, |_| {});
         (model, stats.map(|[bpp]| bpp))
+    }
+
+    /// The residual predictor's step of an `--lrp-only` run, on ungained latents `y` (from
+    /// crops of `pixels` pixels each) at quality level `level`: the frozen model codes them
+    /// as the coder would (rounded, no noise), and the predictor learns to bring the rounded
+    /// latent closer to `y` in the units the synthesis transform sees (each channel times its
+    /// inverse gain). The loss is that squared error over the one without prediction, so each
+    /// batch weighs by its relative gain, as the post-filter's loss does; below 1 means the
+    /// predictor helps. Returns the updated model and `[loss, bpp]`, or `None` for a
+    /// non-finite loss.
+    pub fn run_residual_predictor<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+        &self,
+        model: Model<B>,
+        optim: &mut O,
+        y: Tensor<B, 4>,
+        level: usize,
+        pixels: usize,
+        lr: f64,
+    ) -> (Model<B>, Option<[f64; 2]>) {
+        let n = y.dims()[0];
+        let q = (level + 1) as f32;
+        let frozen = model.valid();
+        let y = y.inner() * frozen.gain_for(q, false);
+        let coded = frozen.entropy(y.clone(), false);
+        let inv_gain = Tensor::<B, 4>::from_inner(frozen.gain_for(q, true));
+        let plain = ((coded.y_hat.clone() - y.clone()) * inv_gain.clone().inner())
+            .powi_scalar(2)
+            .mean();
+        let lrp = model
+            .lrp
+            .as_ref()
+            .expect("a residual predictor run's model has a predictor");
+        let predicted = lrp.forward(
+            Tensor::from_inner(coded.y_hat),
+            Tensor::from_inner(coded.hyper),
+        );
+        let error = ((predicted - Tensor::from_inner(y)) * inv_gain)
+            .powi_scalar(2)
+            .mean();
+        let loss = error / Tensor::from_inner(plain);
+        let bpp = Tensor::from_inner(coded.bits.sum().div_scalar((n * pixels) as f64));
+        descend(model, optim, [loss, bpp], lr, |_| {})
     }
 
     /// The post-filter's step of a `--post-filter` run: the frozen model (outside autodiff)
@@ -317,8 +376,10 @@ impl Step {
     ) -> (Model<B>, Option<[f64; 3]>) {
         let q = (level + 1) as f32;
         let frozen = model.valid();
-        let (y_hat, bpp) = coded_latent(&frozen, &x, q);
-        let plain = Tensor::<B, 4>::from_inner(frozen.synthesis_transform(y_hat, q));
+        let (y_hat, hyper, bpp) = coded_latent(&frozen, &x, q);
+        let plain = Tensor::<B, 4>::from_inner(
+            frozen.synthesis_transform(frozen.predict_residual(y_hat, hyper), q),
+        );
         let post = model
             .post
             .as_ref()
@@ -330,8 +391,9 @@ impl Step {
     }
 
     /// The decoder's step of a `--decoder` run: the frozen encoder and entropy model (outside
-    /// autodiff) give the rounded latent `ŷ` the coder would write, and the decoder (synthesis,
-    /// inverse gains, post-filter) learns to reconstruct `x` from it. Why the loss is
+    /// autodiff) give the rounded latent `ŷ` the coder would write and its hyper features, and
+    /// the decoder (latent residual predictor, synthesis, inverse gains, post-filter) learns to
+    /// reconstruct `x` from them. Why the loss is
     /// `10·log10(MSE)`, i.e. minus the PSNR, and not `λ·255²·MSE`: with the rate fixed, the
     /// λ-weighted loss would let the highest quality's batches steer the decoder (λ grows
     /// 100-fold across the levels while the MSE falls only about 6-fold), whereas what the
@@ -347,8 +409,8 @@ impl Step {
         lr: f64,
     ) -> (Model<B>, Option<[f64; 3]>) {
         let q = (level + 1) as f32;
-        let (y_hat, bpp) = coded_latent(&model.valid(), &x, q);
-        let x_hat = model.synthesis(Tensor::from_inner(y_hat), q);
+        let (y_hat, hyper, bpp) = coded_latent(&model.valid(), &x, q);
+        let x_hat = model.reconstruct(Tensor::from_inner(y_hat), Tensor::from_inner(hyper), q);
         let mse = (x_hat - x).powi_scalar(2).mean();
         let loss = mse.clone().log().mul_scalar(10.0 / std::f64::consts::LN_10);
         descend(model, optim, [loss, mse, bpp], lr, |_| {})
@@ -356,17 +418,21 @@ impl Step {
 }
 
 /// What the frozen model (`model.valid()`, outside autodiff) codes the batch `x` into at
-/// quality `q`: the rounded latent `ŷ` the decoder receives, and its bits per pixel; the start
-/// of the steps that train the decoder side alone.
+/// quality `q`: the rounded latent `ŷ` the decoder receives, the hyper features it was coded
+/// with, and its bits per pixel; the start of the steps that train the decoder side alone.
 fn coded_latent<B: AutodiffBackend>(
     frozen: &Model<B::InnerBackend>,
     x: &Tensor<B, 4>,
     q: f32,
-) -> (Tensor<B::InnerBackend, 4>, Tensor<B, 1>) {
+) -> (
+    Tensor<B::InnerBackend, 4>,
+    Tensor<B::InnerBackend, 4>,
+    Tensor<B, 1>,
+) {
     let [n, _, h, w] = x.dims();
-    let (y_hat, bits) = frozen.entropy(frozen.analysis(x.clone().inner(), q), false);
-    let bpp = Tensor::from_inner(bits.sum().div_scalar((n * h * w) as f64));
-    (y_hat, bpp)
+    let coded = frozen.entropy(frozen.analysis(x.clone().inner(), q), false);
+    let bpp = Tensor::from_inner(coded.bits.sum().div_scalar((n * h * w) as f64));
+    (coded.y_hat, coded.hyper, bpp)
 }
 
 /// Reads `stats` back in one device read, and unless the first of them, the loss, is NaN or
@@ -444,6 +510,9 @@ pub fn train<B: AutodiffBackend>(
                     if config.global_refs {
                         model = model.with_global_refs();
                     }
+                    if config.lrp {
+                        model = model.with_lrp();
+                    }
                     if config.reset_gains {
                         model.with_gain_ladder()
                     } else {
@@ -472,6 +541,7 @@ pub fn train<B: AutodiffBackend>(
         Part::PostFilter => {
             model = model.with_post_filter(config.new_filter_shape().unwrap_or(Shape::DEFAULT));
         }
+        Part::ResidualPredictor => model = model.with_lrp(),
         Part::EntropyModel | Part::Decoder => {}
     }
     model = model.with_precision(config.precision);
@@ -512,7 +582,7 @@ pub fn train<B: AutodiffBackend>(
         val.len()
     );
     let mut rng = state.rng;
-    let source = if config.part == Part::EntropyModel {
+    let source = if config.part.on_latents() {
         // Drawn from the run's seed, not its current state, so a cache rebuilt on resuming
         // holds the same crops.
         let inner = model.valid();
@@ -589,7 +659,7 @@ pub fn train<B: AutodiffBackend>(
                 let (next, stats) = match config.part {
                     Part::PostFilter => step.run_post_filter(model, &mut optim, x, level, lr),
                     Part::Decoder => step.run_decoder(model, &mut optim, x, level, lr),
-                    Part::Whole | Part::EntropyModel => {
+                    Part::Whole | Part::EntropyModel | Part::ResidualPredictor => {
                         step.run(model, &mut optim, x, level, lr, |_| {})
                     }
                 };
@@ -597,9 +667,22 @@ pub fn train<B: AutodiffBackend>(
             }
             Source::Latents(cache) => {
                 let y = cache.batch(&mut rng, config.batch, &device);
-                let (next, bpp) = step.run_entropy(model, &mut optim, y, level, cache.pixels(), lr);
-                // The transforms are fixed, so the loss is the rate alone.
-                (next, bpp.map(|b| (b, None, b)))
+                if config.part == Part::ResidualPredictor {
+                    let (next, stats) = step.run_residual_predictor(
+                        model,
+                        &mut optim,
+                        y,
+                        level,
+                        cache.pixels(),
+                        lr,
+                    );
+                    (next, stats.map(|[l, b]| (l, None, b)))
+                } else {
+                    let (next, bpp) =
+                        step.run_entropy(model, &mut optim, y, level, cache.pixels(), lr);
+                    // The transforms are fixed, so the loss is the rate alone.
+                    (next, bpp.map(|b| (b, None, b)))
+                }
             }
         };
         model = next;

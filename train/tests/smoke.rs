@@ -934,3 +934,112 @@ fn a_global_refs_run_trains_a_model_2() {
     );
     assert_eq!((out.width, out.height), (40, 24));
 }
+
+/// `--lrp-only` gives the --init model a latent residual predictor and trains it alone on
+/// cached latents: the export has one that predicts something, every other tensor as it was,
+/// and its streams hold the start model's symbols. `--decoder --lrp` trains one with the
+/// decoder instead.
+#[test]
+fn an_lrp_only_run_trains_the_residual_predictor_alone() {
+    let mut frozen = FrozenRun::new();
+    frozen.needs_init("--lrp-only");
+    frozen.start = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ember-mrc-v1.safetensors");
+    let start = frozen.start.to_str().unwrap();
+    let out = frozen.run_with(&[
+        "--init",
+        start,
+        "--lrp-only",
+        "--latent-crops",
+        "5",
+        "--steps",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = resume(&frozen.run, "5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (before, after) = frozen.start_and_export();
+    assert!(!before.has_lrp() && after.has_lrp());
+    for (name, t) in &before.tensors {
+        assert_eq!(t.data, after.tensors[name].data, "{name} changed");
+    }
+    assert!(
+        after.tensors["lrp.c3.weight"]
+            .data
+            .iter()
+            .any(|&v| v != 0.0),
+        "the predictor's last layer did not train"
+    );
+    // The coded symbols are the payload; the header differs in the weights' hash.
+    let payload = |file: &ModelFile| {
+        let kind = codec::backend::default_kind().unwrap();
+        let (bytes, _) = backend::run(kind, RoundTrip(file.clone(), picture(40, 24, 1.0))).unwrap();
+        match codec::bitstream::read(&bytes).unwrap().payload {
+            codec::bitstream::Payload::Single(words) => words.to_vec(),
+            _ => unreachable!("version 2 streams have one payload"),
+        }
+    };
+    assert_eq!(payload(&before), payload(&after));
+
+    // With the decoder: the predictor and the synthesis train, the encoder side stays.
+    let run = frozen.dir.path().join("decoder");
+    let out = train(&[
+        "run",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        frozen.data.to_str().unwrap(),
+        "--val-every",
+        "0",
+        "--batch",
+        "2",
+        "--crop",
+        "64",
+        "--warmup",
+        "1",
+        "--lr",
+        "1e-3",
+        "--init",
+        start,
+        "--decoder",
+        "--lrp",
+        "--steps",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trained = frozen.dir.path().join("decoder.safetensors");
+    assert!(
+        train(&[
+            "export",
+            run.to_str().unwrap(),
+            "-o",
+            trained.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let after = ModelFile::load(&trained).unwrap();
+    assert!(
+        after.tensors["lrp.c3.weight"]
+            .data
+            .iter()
+            .any(|&v| v != 0.0)
+    );
+    for name in ["g_a.c1.weight", "slices.0.aggregate.c1.weight"] {
+        assert_eq!(
+            before.tensors[name].data, after.tensors[name].data,
+            "{name}"
+        );
+    }
+}

@@ -54,6 +54,8 @@ pub fn global_in(k: usize, global: bool) -> usize {
 pub fn aggregate_in(k: usize, global: bool) -> usize {
     base_in(k) + SPATIAL + global_in(k, global)
 }
+/// Hidden width of the latent residual predictor ([`super::lrp::Lrp`]).
+pub const LRP_WIDTH: usize = 128;
 /// Quality levels, each with its own gain vector and rate-distortion trade-off.
 pub const LEVELS: usize = 8;
 /// λ of each level for the loss `λ · 255² · MSE + bpp` (CompressAI's MSE ladder).

@@ -297,7 +297,7 @@ mod tests {
         let dev = Default::default();
         let model = Model::<B>::new(&dev).with_global_refs();
         let y = Tensor::<B, 4>::random([1, arch::M, 8, 8], Distribution::Normal(0.0, 4.0), &dev);
-        let (_, bits) = model.entropy(y, true);
+        let bits = model.entropy(y, true).bits;
         let grads = bits.sum().backward();
         for (k, slice) in model.slices.iter().enumerate() {
             let c1 = &slice.aggregate.c1.weight;

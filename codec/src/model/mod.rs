@@ -13,6 +13,7 @@ pub mod arch;
 pub mod bottleneck;
 pub mod entropy_model;
 pub mod layers;
+pub mod lrp;
 pub mod post_filter;
 
 use burn::module::{Module, Param};
@@ -26,6 +27,7 @@ use bottleneck::Bottleneck;
 use entropy_model::Slice;
 pub use layers::Precision;
 use layers::{Gdn, Up, channels_last, conv, conv_in, in_dtype};
+use lrp::Lrp;
 use post_filter::{PostFilter, interpolate_levels};
 
 #[derive(Module, Debug)]
@@ -89,6 +91,8 @@ pub struct Model<B: Backend> {
     pub inv_gain: Param<Tensor<B, 2>>,
     /// The full-resolution filter after `g_s` ([`post_filter`]), where the weights have one.
     pub post: Option<PostFilter<B>>,
+    /// The latent residual predictor before `g_s` ([`lrp`]), where the weights have one.
+    pub lrp: Option<Lrp<B>>,
     /// What `g_a` and `g_s` compute in (a training choice, not part of the weights; coding
     /// uses [`Precision::Full`]).
     pub precision: Precision,
@@ -111,6 +115,17 @@ pub struct RdLoss<B: Backend> {
     pub mse: Tensor<B, 1>,
     /// Bits per pixel of `x`.
     pub bpp: Tensor<B, 1>,
+}
+
+/// What [`Model::entropy`] returns.
+pub struct Entropy<B: Backend> {
+    /// The quantized latent `ŷ` (gained), as the decoder has it.
+    pub y_hat: Tensor<B, 4>,
+    /// The hyper-synthesis output the slices' parameters were computed from, `[n, HYPER, h, w]`:
+    /// the latent residual predictor's side input.
+    pub hyper: Tensor<B, 4>,
+    /// Total bits of `y` and `z` (`−Σ log2 p`), one value per image, `[n]`.
+    pub bits: Tensor<B, 1>,
 }
 
 impl<B: Backend> ForwardOutput<B> {
@@ -162,6 +177,7 @@ impl<B: Backend> Model<B> {
             gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
             inv_gain: Param::from_tensor(Tensor::ones([LEVELS, M], device)),
             post: None,
+            lrp: None,
             precision: Precision::Full,
         }
         .with_gain_ladder()
@@ -281,8 +297,32 @@ impl<B: Backend> Model<B> {
         a.c3.forward(h)
     }
 
-    /// Reconstruction from gained `ŷ`: the synthesis transform, then the post-filter if the
-    /// model has one.
+    /// The model with a latent residual predictor ([`lrp`]): its own where it has one, else a
+    /// new one that predicts nothing until trained.
+    pub fn with_lrp(mut self) -> Self {
+        if self.lrp.is_none() {
+            self.lrp = Some(Lrp::new(&self.gain.val().device()));
+        }
+        self
+    }
+
+    /// What the decoder reconstructs from gained `ŷ` and the hyper features that coded it:
+    /// the latent residual prediction if the model has one, then [`synthesis`](Self::synthesis).
+    pub fn reconstruct(&self, y_hat: Tensor<B, 4>, hyper: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
+        self.synthesis(self.predict_residual(y_hat, hyper), q)
+    }
+
+    /// `ŷ` with its predicted quantization residual added where the model has a predictor
+    /// ([`lrp`]), else `ŷ` itself: what the synthesis transform takes.
+    pub fn predict_residual(&self, y_hat: Tensor<B, 4>, hyper: Tensor<B, 4>) -> Tensor<B, 4> {
+        match &self.lrp {
+            Some(lrp) => lrp.forward(y_hat, hyper),
+            None => y_hat,
+        }
+    }
+
+    /// The image from the latent the synthesis takes (gained, after any residual prediction):
+    /// the synthesis transform, then the post-filter if the model has one.
     pub fn synthesis(&self, y_hat: Tensor<B, 4>, q: f32) -> Tensor<B, 4> {
         let x_hat = self.synthesis_transform(y_hat, q);
         match &self.post {
@@ -316,17 +356,17 @@ impl<B: Backend> Model<B> {
     /// [`forward`](Self::forward) from the gained latent `y` on: what the encoder's latent
     /// refinement ([`crate::refine`]) differentiates, with `y` as the variable.
     pub fn code(&self, y: Tensor<B, 4>, q: f32, noise: bool) -> ForwardOutput<B> {
-        let (y_hat, bits) = self.entropy(y, noise);
+        let Entropy { y_hat, hyper, bits } = self.entropy(y, noise);
         ForwardOutput {
-            x_hat: self.synthesis(y_hat, q),
+            x_hat: self.reconstruct(y_hat, hyper, q),
             bits,
         }
     }
 
-    /// The entropy model's half of [`code`](Self::code): the quantized latent `ŷ` that the
-    /// synthesis sees, and the bits of `y` and `z` (`−Σ log2 p`), one value per image (`[n]`).
-    /// Training the entropy model alone on cached latents needs only this.
-    pub fn entropy(&self, y: Tensor<B, 4>, noise: bool) -> (Tensor<B, 4>, Tensor<B, 1>) {
+    /// The entropy model's half of [`code`](Self::code): the quantized latent, the hyper
+    /// features and the bits (see [`Entropy`]). Training the entropy model alone on cached
+    /// latents needs only this.
+    pub fn entropy(&self, y: Tensor<B, 4>, noise: bool) -> Entropy<B> {
         let n = y.dims()[0];
         let z = self.hyper_analysis(y.clone());
         let z_hat = z.clone() + (z.clone().round() - z.clone()).detach();
@@ -364,10 +404,10 @@ impl<B: Backend> Model<B> {
                     .sum_dims_squeeze::<1, _>(&[1, 2, 3]);
             decoded.push(out.y_hat);
         }
-        let y_hat = Tensor::cat(decoded, 1);
-        (
-            y_hat,
-            bits.reshape([n]).mul_scalar(-std::f32::consts::LOG2_E),
-        )
+        Entropy {
+            y_hat: Tensor::cat(decoded, 1),
+            hyper,
+            bits: bits.reshape([n]).mul_scalar(-std::f32::consts::LOG2_E),
+        }
     }
 }

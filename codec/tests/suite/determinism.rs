@@ -109,7 +109,7 @@ fn streams_do_not_depend_on_thread_count() {
 /// Codes an image with tiles of 16 latent pixels and with one whole-image tile; decodes each
 /// stream both ways, checking the latents and that the two reconstructions agree within
 /// 50 dB; returns each stream's latents.
-struct Tiled(codec::weights::ModelFile, codec::image_io::Planar);
+pub struct Tiled(pub codec::weights::ModelFile, pub codec::image_io::Planar);
 
 impl codec::backend::Job for Tiled {
     type Output = Vec<codec::compress::Latents>;

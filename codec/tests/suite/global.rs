@@ -27,7 +27,7 @@ impl Job for Disagreement {
         let trained: Vec<f32> = codec
             .model
             .entropy(y, false)
-            .0
+            .y_hat
             .into_data()
             .to_vec()
             .unwrap();

@@ -11,6 +11,7 @@ mod determinism;
 mod estimate;
 mod eval;
 mod global;
+mod lrp;
 mod precision;
 mod refine;
 mod shipped;
