@@ -498,6 +498,33 @@ impl FrozenRun {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
     }
 
+    /// A run that starts from the shipped model, after checking that `flag` needs a start.
+    fn from_shipped(flag: &str) -> Self {
+        let mut frozen = Self::new();
+        frozen.needs_init(flag);
+        frozen.start =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ember-mrc-v1.safetensors");
+        frozen
+    }
+
+    /// Three steps with `flags` on the cached latents of five crops, resumed to five; returns
+    /// the start model and the export.
+    fn on_latents_and_resumed(&self, flags: &[&str]) -> (ModelFile, ModelFile) {
+        let start = self.start.to_str().unwrap();
+        let base = ["--init", start, "--latent-crops", "5", "--steps", "3"];
+        for out in [
+            self.run_with(&[&base[..], flags].concat()),
+            resume(&self.run, "5"),
+        ] {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.start_and_export()
+    }
+
     /// The model the run started from and the run's export.
     fn start_and_export(&self) -> (ModelFile, ModelFile) {
         let trained = self.dir.path().join("trained.safetensors");
@@ -885,32 +912,8 @@ fn a_full_disk_stops_training_and_export_in_one_line() {
 fn a_global_refs_run_trains_a_model_2() {
     use codec::model::arch::{AGG, aggregate_in};
     use codec::zoo::ModelId;
-    let mut frozen = FrozenRun::new();
-    frozen.needs_init("--global-refs");
-    frozen.start = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ember-mrc-v1.safetensors");
-    let start = frozen.start.to_str().unwrap();
-    let out = frozen.run_with(&[
-        "--init",
-        start,
-        "--entropy-only",
-        "--global-refs",
-        "--latent-crops",
-        "5",
-        "--steps",
-        "3",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = resume(&frozen.run, "5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (before, after) = frozen.start_and_export();
+    let frozen = FrozenRun::from_shipped("--global-refs");
+    let (before, after) = frozen.on_latents_and_resumed(&["--entropy-only", "--global-refs"]);
     assert_eq!(
         (before.model, after.model),
         (ModelId::MrcV1, ModelId::MrcV2)
@@ -941,31 +944,9 @@ fn a_global_refs_run_trains_a_model_2() {
 /// decoder instead.
 #[test]
 fn an_lrp_only_run_trains_the_residual_predictor_alone() {
-    let mut frozen = FrozenRun::new();
-    frozen.needs_init("--lrp-only");
-    frozen.start = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ember-mrc-v1.safetensors");
-    let start = frozen.start.to_str().unwrap();
-    let out = frozen.run_with(&[
-        "--init",
-        start,
-        "--lrp-only",
-        "--latent-crops",
-        "5",
-        "--steps",
-        "3",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = resume(&frozen.run, "5");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (before, after) = frozen.start_and_export();
+    let mut frozen = FrozenRun::from_shipped("--lrp-only");
+    let start = frozen.start.to_str().unwrap().to_string();
+    let (before, after) = frozen.on_latents_and_resumed(&["--lrp-only"]);
     assert!(!before.has_lrp() && after.has_lrp());
     for (name, t) in &before.tensors {
         assert_eq!(t.data, after.tensors[name].data, "{name} changed");
@@ -989,47 +970,14 @@ fn an_lrp_only_run_trains_the_residual_predictor_alone() {
     assert_eq!(payload(&before), payload(&after));
 
     // With the decoder: the predictor and the synthesis train, the encoder side stays.
-    let run = frozen.dir.path().join("decoder");
-    let out = train(&[
-        "run",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        frozen.data.to_str().unwrap(),
-        "--val-every",
-        "0",
-        "--batch",
-        "2",
-        "--crop",
-        "64",
-        "--warmup",
-        "1",
-        "--lr",
-        "1e-3",
-        "--init",
-        start,
-        "--decoder",
-        "--lrp",
-        "--steps",
-        "2",
-    ]);
+    frozen.run = frozen.dir.path().join("decoder");
+    let out = frozen.run_with(&["--init", &start, "--decoder", "--lrp", "--steps", "2"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let trained = frozen.dir.path().join("decoder.safetensors");
-    assert!(
-        train(&[
-            "export",
-            run.to_str().unwrap(),
-            "-o",
-            trained.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
-    let after = ModelFile::load(&trained).unwrap();
+    let (before, after) = frozen.start_and_export();
     assert!(
         after.tensors["lrp.c3.weight"]
             .data
