@@ -182,7 +182,7 @@ fn run(command: Command) -> Result<(), String> {
             let (config, resume) = (*args).config()?;
             check_batch_and_crop(config.batch, config.crop)?;
             check_precision(backend, config.precision)?;
-            if config.part.on_latents() {
+            if config.part == trainer::Part::EntropyModel {
                 latents::check_size(config.latent_crops, config.crop)?;
             }
             dispatch(backend, TrainJob(config, resume))

@@ -18,7 +18,6 @@ use crate::checkpoint::{self, State};
 use crate::trainer::{Config, Part, uniform_levels};
 
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("on_latents").args(["entropy_only", "lrp_only"]).multiple(false))]
 pub struct RunArgs {
     /// Run folder: log.jsonl and checkpoints.
     #[arg(long, default_value = "runs/default")]
@@ -95,9 +94,9 @@ pub struct RunArgs {
     /// on latents the analysis computes once per crop (needs --init); fixed for a run.
     #[arg(long, requires = "init")]
     pub entropy_only: bool,
-    /// With --entropy-only or --lrp-only: how many crops' latents to cache (each takes
-    /// M·(crop/16)² floats: 768 KiB at 512²); fixed for a run [default: 4096].
-    #[arg(long, requires = "on_latents")]
+    /// With --entropy-only: how many crops' latents to cache (each takes M·(crop/16)² floats:
+    /// 768 KiB at 512²); fixed for a run [default: 4096].
+    #[arg(long, requires = "entropy_only")]
     pub latent_crops: Option<usize>,
     /// Train only the post-filter after the synthesis (added as the identity where the --init
     /// model has none, widened to 64 channels with its function kept where it is narrower)
@@ -130,13 +129,6 @@ pub struct RunArgs {
     /// function; fixed for a run. Train it with --decoder or a whole-model run.
     #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter"])]
     pub lrp: bool,
-    /// Train only the latent residual predictor (added where the --init model has none), on
-    /// cached latents as --entropy-only does: for how much closer to the unrounded latent it
-    /// brings the rounded one, in the units the synthesis sees (each channel divided by its
-    /// gain), relative to no prediction. Much cheaper than --decoder, which needs the
-    /// synthesis: the way to start a new predictor (needs --init); fixed for a run.
-    #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter", "decoder", "lrp"])]
-    pub lrp_only: bool,
     /// How often each quality level is drawn for a batch, relative to the others, lowest
     /// first: eight whole numbers such as 1,1,1,1,2,2,2,2 (twice as many batches at qualities
     /// 5-8); fixed for a run [default: all equal].
@@ -216,8 +208,6 @@ impl RunArgs {
     fn part(&self) -> Part {
         if self.entropy_only {
             Part::EntropyModel
-        } else if self.lrp_only {
-            Part::ResidualPredictor
         } else if self.post_filter {
             Part::PostFilter
         } else if self.decoder {
@@ -261,7 +251,7 @@ impl RunArgs {
             precision: self.precision.unwrap_or_default(),
             seed: self.seed.unwrap_or(1),
             part,
-            latent_crops: if part.on_latents() {
+            latent_crops: if part == Part::EntropyModel {
                 self.latent_crops.unwrap_or(4096)
             } else {
                 0

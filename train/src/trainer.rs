@@ -103,18 +103,6 @@ pub enum Part {
     /// for distortion, on the
     /// frozen encoder's rounded latents ([`Step::run_decoder`]): every stream keeps its bytes.
     Decoder,
-    /// The latent residual predictor alone, on cached latents as [`Part::EntropyModel`], for
-    /// the latent error it leaves ([`Step::run_residual_predictor`]): every stream keeps its
-    /// bytes.
-    ResidualPredictor,
-}
-
-impl Part {
-    /// Does the part train on the cached latents of a fixed set of crops ([`LatentCache`])
-    /// rather than on pixel crops?
-    pub fn on_latents(self) -> bool {
-        matches!(self, Part::EntropyModel | Part::ResidualPredictor)
-    }
 }
 
 impl Config {
@@ -317,48 +305,6 @@ impl Step {
         (model, stats.map(|[bpp]| bpp))
     }
 
-    /// The residual predictor's step of an `--lrp-only` run, on ungained latents `y` (from
-    /// crops of `pixels` pixels each) at quality level `level`: the frozen model codes them
-    /// as the coder would (rounded, no noise), and the predictor learns to bring the rounded
-    /// latent closer to `y` in the units the synthesis transform sees (each channel times its
-    /// inverse gain). The loss is that squared error over the one without prediction, so each
-    /// batch weighs by its relative gain, as the post-filter's loss does; below 1 means the
-    /// predictor helps. Returns the updated model and `[loss, bpp]`, or `None` for a
-    /// non-finite loss.
-    pub fn run_residual_predictor<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
-        &self,
-        model: Model<B>,
-        optim: &mut O,
-        y: Tensor<B, 4>,
-        level: usize,
-        pixels: usize,
-        lr: f64,
-    ) -> (Model<B>, Option<[f64; 2]>) {
-        let n = y.dims()[0];
-        let q = (level + 1) as f32;
-        let frozen = model.valid();
-        let y = y.inner() * frozen.gain_for(q, false);
-        let coded = frozen.entropy(y.clone(), false);
-        let inv_gain = Tensor::<B, 4>::from_inner(frozen.gain_for(q, true));
-        let plain = ((coded.y_hat.clone() - y.clone()) * inv_gain.clone().inner())
-            .powi_scalar(2)
-            .mean();
-        let lrp = model
-            .lrp
-            .as_ref()
-            .expect("a residual predictor run's model has a predictor");
-        let predicted = lrp.forward(
-            Tensor::from_inner(coded.y_hat),
-            Tensor::from_inner(coded.hyper),
-        );
-        let error = ((predicted - Tensor::from_inner(y)) * inv_gain)
-            .powi_scalar(2)
-            .mean();
-        let loss = error / Tensor::from_inner(plain);
-        let bpp = Tensor::from_inner(coded.bits.sum().div_scalar((n * pixels) as f64));
-        descend(model, optim, [loss, bpp], lr, |_| {})
-    }
-
     /// The post-filter's step of a `--post-filter` run: the frozen model (outside autodiff)
     /// reconstructs the batch as the decoder would, from rounded latents, and the filter
     /// learns to bring that reconstruction closer to `x`. The loss is the filtered MSE over
@@ -541,7 +487,6 @@ pub fn train<B: AutodiffBackend>(
         Part::PostFilter => {
             model = model.with_post_filter(config.new_filter_shape().unwrap_or(Shape::DEFAULT));
         }
-        Part::ResidualPredictor => model = model.with_lrp(),
         Part::EntropyModel | Part::Decoder => {}
     }
     model = model.with_precision(config.precision);
@@ -582,7 +527,7 @@ pub fn train<B: AutodiffBackend>(
         val.len()
     );
     let mut rng = state.rng;
-    let source = if config.part.on_latents() {
+    let source = if config.part == Part::EntropyModel {
         // Drawn from the run's seed, not its current state, so a cache rebuilt on resuming
         // holds the same crops.
         let inner = model.valid();
@@ -659,7 +604,7 @@ pub fn train<B: AutodiffBackend>(
                 let (next, stats) = match config.part {
                     Part::PostFilter => step.run_post_filter(model, &mut optim, x, level, lr),
                     Part::Decoder => step.run_decoder(model, &mut optim, x, level, lr),
-                    Part::Whole | Part::EntropyModel | Part::ResidualPredictor => {
+                    Part::Whole | Part::EntropyModel => {
                         step.run(model, &mut optim, x, level, lr, |_| {})
                     }
                 };
@@ -667,22 +612,9 @@ pub fn train<B: AutodiffBackend>(
             }
             Source::Latents(cache) => {
                 let y = cache.batch(&mut rng, config.batch, &device);
-                if config.part == Part::ResidualPredictor {
-                    let (next, stats) = step.run_residual_predictor(
-                        model,
-                        &mut optim,
-                        y,
-                        level,
-                        cache.pixels(),
-                        lr,
-                    );
-                    (next, stats.map(|[l, b]| (l, None, b)))
-                } else {
-                    let (next, bpp) =
-                        step.run_entropy(model, &mut optim, y, level, cache.pixels(), lr);
-                    // The transforms are fixed, so the loss is the rate alone.
-                    (next, bpp.map(|b| (b, None, b)))
-                }
+                let (next, bpp) = step.run_entropy(model, &mut optim, y, level, cache.pixels(), lr);
+                // The transforms are fixed, so the loss is the rate alone.
+                (next, bpp.map(|b| (b, None, b)))
             }
         };
         model = next;
