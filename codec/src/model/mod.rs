@@ -1,11 +1,13 @@
-//! The `ember-mrc-v1` model in Burn, generic over the backend.
+//! The Ember models (`ember-mrc-v1`, and `ember-mrc-v2` with global references) in Burn,
+//! generic over the backend.
 //!
 //! ```text
-//! x ─g_a─▶ y·gain(q) ─h_a─▶ z ─round─▶ ẑ ─h_s─▶ hyper features
-//!                 │                                   │
-//!                 └── slices × checkerboard (entropy_model) ─▶ ŷ ─·inv_gain(q)─g_s─▶ x̂
+//! x ─g_a─▶ y·gain(q) ─h_a─▶ z ─round─▶ ẑ ─h_s─▶ hyper features ───────────┐
+//!                 │                                   │                   │
+//!                 └── slices × checkerboard (entropy_model) ─▶ ŷ ─[lrp]─·inv_gain(q)─g_s─[post]─▶ x̂
 //! ```
-//! Training uses [`Model::forward`]. Coding uses the transforms here (any backend, float) and
+//! The residual predictor (`lrp`) and the post-filter (`post`) are present where the weights
+//! have them. Training uses [`Model::forward`]. Coding uses the transforms here (any backend, float) and
 //! the deterministic entropy path in [`crate::detnet`] for everything that yields entropy
 //! parameters.
 
