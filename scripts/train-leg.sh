@@ -21,6 +21,12 @@ minutes=${1:?usage: scripts/train-leg.sh MINUTES [ember-train run flags]}
 shift
 cd "$(dirname "$0")/.."
 renice -n 19 -p $$ >/dev/null
+# glibc hands large freed blocks back to the system and maps fresh ones for the next step, so
+# every step's tensors page-fault their memory in anew: with these two settings the freed
+# memory is kept and reused. Measured on this 2-core Zen 3 (one thread, 4×256², the shipped
+# model, two other trainers running, both orders): 11.3–11.7 s a step, and 12 s of system time
+# in the whole benchmark, against 8.5–8.6 s and 1.5 s: a quarter less time per crop.
+export MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184
 source scripts/env.sh
 cargo build --release --quiet --workspace --features "$EMBER_FEATURES"
 bin=${CARGO_TARGET_DIR:-target}/release
