@@ -13,7 +13,8 @@
 # (testdata/shipped/).
 #
 # The shipped model's validation curve is kept in models/eval/validation/ with the SHA-256 of
-# the file it belongs to, so each decision codes the candidate only. DATA overrides the
+# the file it belongs to, so each decision codes the candidate only (and a candidate's own curve is
+# kept the same way in RUN_FOLDER/validation/, so deciding again codes nothing). DATA overrides the
 # training-data folder (default ../shared/datasets/train), HARDWARE the history row's words
 # for the machine, and KODAK_REPORT=0 skips the Kodak evaluation.
 set -euo pipefail
@@ -50,8 +51,14 @@ if [ ! -f "$store/webp.json" ]; then
     bash scripts/baselines.sh
     "$ember" eval "$set_dir" --codec webp -o "$store" >/dev/null
 fi
-echo "coding the validation set with $candidate ..." >&2
-"$ember" eval "$set_dir" --model "$candidate" -o "$run/validation" >/dev/null
+# A candidate already coded (its curve is kept with the SHA-256 of the file it belongs to, as
+# the shipped model's is) is not coded again: paired arms are judged first and installed after.
+if [ "$(cat "$run/validation/MODEL.sha256" 2>/dev/null)" != "$(sha "$candidate")" ]; then
+    echo "coding the validation set with $candidate ..." >&2
+    rm -f "$run/validation/MODEL.sha256"
+    "$ember" eval "$set_dir" --model "$candidate" -o "$run/validation" >/dev/null
+    sha "$candidate" > "$run/validation/MODEL.sha256"
+fi
 
 # The first data row is the shipped model, the second WebP: cubic BD-rates in percent.
 bd() { awk -F'|' -v r="$1" '/^\| / && !/anchor/ { n++; if (n == r) { gsub(/[ %+]/, "", $3); print $3 } }'; }

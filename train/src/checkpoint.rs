@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use codec::model::Model;
+
+use crate::average::Average;
 
 use crate::rng::Rng;
 
@@ -72,10 +75,13 @@ pub fn latest(run: &Path) -> Option<PathBuf> {
     p.join("state.json").exists().then_some(p)
 }
 
+/// Writes a checkpoint of `model`, `optim`, `state` and, where the run keeps one, the weight
+/// average ([`crate::average`]).
 pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     run: &Path,
     model: &Model<B>,
     optim: &O,
+    average: Option<&Average<B::InnerBackend>>,
     state: &State,
 ) -> Result<PathBuf, String> {
     let base = dir(run);
@@ -88,6 +94,9 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
             .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         write_record::<B, _>(model.clone().into_record(), &tmp, "model")?;
         write_record::<B, _>(optim.to_record(), &tmp, "optim")?;
+        if let Some(a) = average {
+            write_record::<B::InnerBackend, _>(a.mean().clone(), &tmp, AVERAGE)?;
+        }
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         std::fs::write(tmp.join("state.json"), json).map_err(|e| format!("cannot write state: {e}"))
     })();
@@ -123,6 +132,23 @@ fn prune(base: &Path, keep: usize) {
     {
         let _ = std::fs::remove_dir_all(base.join(n));
     }
+}
+
+/// The record name of the weight average in a checkpoint folder.
+const AVERAGE: &str = "average";
+
+/// The weight average a checkpoint holds, `None` where it holds none (the run kept none, or
+/// was checkpointed before it did).
+pub fn load_average<B: burn::tensor::backend::Backend>(
+    ckpt: &Path,
+    device: &B::Device,
+) -> Result<Option<Tensor<B, 1>>, String> {
+    if !ckpt.join(format!("{AVERAGE}.mpk")).exists() {
+        return Ok(None);
+    }
+    read_record::<B, Tensor<B, 1>>(ckpt, AVERAGE, device)
+        .map(Some)
+        .map_err(|e| format!("cannot load the weight average of {}: {e}", ckpt.display()))
 }
 
 pub fn load_state(ckpt: &Path) -> Result<State, String> {

@@ -1,5 +1,6 @@
 //! `ember-train`: train Ember's model, resume runs, and export the model file `ember` loads.
 
+mod average;
 mod bench;
 mod checkpoint;
 mod data;
@@ -75,6 +76,9 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
+        /// Write the run's weight average (`run --ema`) instead of its weights.
+        #[arg(long)]
+        ema: bool,
     },
     /// Write a randomly initialised model file, for testing everything but quality.
     Init {
@@ -230,7 +234,11 @@ fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Export { checkpoint, output } => {
+        Command::Export {
+            checkpoint,
+            output,
+            ema,
+        } => {
             let ckpt = if checkpoint.join("state.json").exists() {
                 checkpoint.clone()
             } else {
@@ -239,7 +247,7 @@ fn run(command: Command) -> Result<(), String> {
             };
             let file = codec::backend::run(
                 codec::backend::default_kind().ok_or("no backend built")?,
-                ExportJob(ckpt),
+                ExportJob { ckpt, ema },
             )??;
             file.save(&output)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
@@ -263,14 +271,33 @@ fn run(command: Command) -> Result<(), String> {
     }
 }
 
-struct ExportJob(PathBuf);
+struct ExportJob {
+    ckpt: PathBuf,
+    /// The weight average instead of the weights.
+    ema: bool,
+}
 
 impl codec::backend::Job for ExportJob {
     type Output = Result<ModelFile, String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        Ok(ModelFile::from_model(&checkpoint::load_model::<B>(
-            &self.0, &device,
-        )?))
+        let model = checkpoint::load_model::<B>(&self.ckpt, &device)?;
+        let model = if self.ema {
+            let mean = checkpoint::load_average::<B>(&self.ckpt, &device)?.ok_or_else(|| {
+                format!(
+                    "{} holds no weight average (train with --ema to keep one)",
+                    self.ckpt.display()
+                )
+            })?;
+            average::apply(model, mean).ok_or_else(|| {
+                format!(
+                    "the weight average in {} is of another model than its weights",
+                    self.ckpt.display()
+                )
+            })?
+        } else {
+            model
+        };
+        Ok(ModelFile::from_model(&model))
     }
 }
 

@@ -129,6 +129,11 @@ pub struct RunArgs {
     /// function; fixed for a run. Train it with --decoder or a whole-model run.
     #[arg(long, requires = "init", conflicts_with_all = ["entropy_only", "post_filter"])]
     pub lrp: bool,
+    /// Keep an exponential moving average of the weights beside them, `mean ← DECAY·mean +
+    /// (1 − DECAY)·weights` after every step (about the last 1/(1 − DECAY) steps), in every
+    /// checkpoint; `ember-train export --ema` writes it instead of the weights; fixed for a run.
+    #[arg(long, value_name = "DECAY", value_parser = parse_decay)]
+    pub ema: Option<f32>,
     /// How often each quality level is drawn for a batch, relative to the others, lowest
     /// first: eight whole numbers such as 1,1,1,1,2,2,2,2 (twice as many batches at qualities
     /// 5-8); fixed for a run [default: all equal].
@@ -198,6 +203,16 @@ impl RunArgs {
             new_filter: old.new_filter,
             global_refs: old.global_refs,
             lrp: old.lrp,
+            ema: match self.ema {
+                Some(d) if Some(d) != old.ema => {
+                    return Err(format!(
+                        "--ema {d} differs from the resumed run's {}; a run keeps its weight \
+                         average (start a new run with --init to change it)",
+                        old.ema.map_or("(none)".into(), |d| d.to_string())
+                    ));
+                }
+                _ => old.ema,
+            },
         };
         // What changed on resuming (a longer schedule, another data path) is saved onward.
         state.config = serde_json::to_value(&config).expect("config serializes");
@@ -260,8 +275,17 @@ impl RunArgs {
             new_filter: self.new_filter,
             global_refs: self.global_refs,
             lrp: self.lrp,
+            ema: self.ema,
         })
     }
+}
+
+/// `--ema`'s decay: a number strictly between 0 and 1.
+fn parse_decay(text: &str) -> Result<f32, String> {
+    text.parse::<f32>()
+        .ok()
+        .filter(|d| *d > 0.0 && *d < 1.0)
+        .ok_or_else(|| format!("{text:?}: expected a decay strictly between 0 and 1, such as 0.99"))
 }
 
 /// `WIDTH` or `WIDTH/FOLD` for `--new-filter`: a width of 1 to 256 and a fold of 1 or 2.

@@ -21,6 +21,7 @@ use codec::model::{Model, Precision, RdLoss};
 use codec::weights::ModelFile;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::average::Average;
 use crate::checkpoint::{self, State};
 use crate::data::{self, Dataset};
 use crate::latents::{Crops, LatentCache};
@@ -81,6 +82,10 @@ pub struct Config {
     /// ([`codec::model::Model::with_lrp`]) before its first step.
     #[serde(default)]
     pub lrp: bool,
+    /// The decay of the weight average the run keeps beside its weights ([`Average`]), if
+    /// it keeps one.
+    #[serde(default)]
+    pub ema: Option<f32>,
 }
 
 /// Which weights a run trains. The runs that train one part keep every other weight's value
@@ -490,6 +495,29 @@ pub fn train<B: AutodiffBackend>(
         Part::EntropyModel | Part::Decoder => {}
     }
     model = model.with_precision(config.precision);
+    // The weight average continues the resumed checkpoint's, or starts at the weights the run
+    // starts from (also where a run's checkpoints predate it).
+    let mut average = match config.ema {
+        None => None,
+        Some(decay) => {
+            let inner = model.valid();
+            let stored = match &saved {
+                Some((ckpt, _)) => {
+                    checkpoint::load_average(ckpt, &device)?.map(|mean| (ckpt.clone(), mean))
+                }
+                None => None,
+            };
+            Some(match stored {
+                Some((ckpt, mean)) => Average::resume(&inner, decay, mean).ok_or_else(|| {
+                    format!(
+                        "the weight average in {} is of another model than its weights",
+                        ckpt.display()
+                    )
+                })?,
+                None => Average::start(&inner, decay),
+            })
+        }
+    };
     let mut log = Log::open(&config.run)?;
     eprintln!("loading training images from {} ...", config.data.display());
     let data = Arc::new(Dataset::load(&config.data, config.crop, config.max_short)?);
@@ -637,6 +665,9 @@ pub fn train<B: AutodiffBackend>(
             continue;
         };
         skipped_in_a_row = 0;
+        if let Some(a) = &mut average {
+            a.update(&model.valid());
+        }
         state.step += 1;
         state.images += config.batch as u64;
         window.1 += config.batch as u64;
@@ -663,7 +694,7 @@ pub fn train<B: AutodiffBackend>(
         if last_ckpt.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 {
             state.rng = rng;
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
-            let p = checkpoint::save(&config.run, &model, &optim, &state)?;
+            let p = checkpoint::save(&config.run, &model, &optim, average.as_ref(), &state)?;
             bar.println(format!("checkpoint {}", p.display()));
             saved = Some((p, state.step));
             last_ckpt = Instant::now();
@@ -673,7 +704,7 @@ pub fn train<B: AutodiffBackend>(
     state.seconds = seconds_before + started.elapsed().as_secs_f64();
     let p = match saved {
         Some((p, step)) if step == state.step => p,
-        _ => checkpoint::save(&config.run, &model, &optim, &state)?,
+        _ => checkpoint::save(&config.run, &model, &optim, average.as_ref(), &state)?,
     };
     bar.finish_and_clear();
     eprintln!(

@@ -981,3 +981,90 @@ fn a_decoder_run_with_lrp_trains_a_residual_predictor() {
     };
     assert_eq!(payload(&before), payload(&after));
 }
+
+/// `--ema` keeps a weight average through checkpoints and resumes, and `export --ema` writes
+/// it: with a decay near 0 the average is the last weights, near 1 the weights the run
+/// started from. A run without one says so, and a resumed run keeps its decay.
+#[test]
+fn a_run_with_ema_exports_its_weight_average() {
+    // Largest difference between two files' tensors, relative to the tensor's largest value.
+    let distance = |a: &ModelFile, b: &ModelFile| {
+        a.tensors
+            .iter()
+            .map(|(name, t)| {
+                let u = &b.tensors[name].data;
+                let scale = t.data.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                t.data
+                    .iter()
+                    .zip(u)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
+            })
+            .fold(0f32, f32::max)
+    };
+    for (decay, follows_last) in [("0.000001", true), ("0.999999", false)] {
+        let frozen = FrozenRun::new();
+        let start = frozen.start.to_str().unwrap();
+        for out in [
+            frozen.run_with(&["--init", start, "--ema", decay, "--steps", "2"]),
+            resume(&frozen.run, "3"),
+        ] {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let ckpt = frozen.run.join("checkpoints/step-00000003");
+        assert!(ckpt.join("average.mpk").is_file());
+        let averaged = frozen.dir.path().join("averaged.safetensors");
+        let run = frozen.run.to_str().unwrap();
+        let out = train(&["export", run, "--ema", "-o", averaged.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (before, after) = frozen.start_and_export();
+        let averaged = ModelFile::load(&averaged).unwrap();
+        let moved = distance(&before, &after);
+        assert!(moved > 1e-3, "three steps at 1e-3 moved nothing ({moved})");
+        let (near, far) = if follows_last {
+            (distance(&averaged, &after), distance(&averaged, &before))
+        } else {
+            (distance(&averaged, &before), distance(&averaged, &after))
+        };
+        assert!(
+            near < moved / 10.0 && far > moved / 2.0,
+            "decay {decay}: {near} from the expected weights, {far} from the others, {moved} moved"
+        );
+        // A resumed run keeps its decay.
+        let out = train(&["run", "--run", run, "--resume", "--ema", "0.5"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--ema"));
+    }
+
+    let frozen = FrozenRun::new();
+    let out = frozen.run_with(&["--ema", "1.5", "--steps", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 0 and 1"));
+    let start = frozen.start.to_str().unwrap();
+    assert!(
+        frozen
+            .run_with(&["--init", start, "--steps", "1"])
+            .status
+            .success()
+    );
+    let out = train(&[
+        "export",
+        frozen.run.to_str().unwrap(),
+        "--ema",
+        "-o",
+        frozen.dir.path().join("x.safetensors").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no weight average") && err.lines().count() == 1,
+        "{err}"
+    );
+}
