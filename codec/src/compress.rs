@@ -487,17 +487,7 @@ impl<B: Backend> Codec<B> {
                 |t| self.model.synthesis(t, q),
             )
             .data;
-        let (w, hh) = (h.width as usize, h.height as usize);
-        let mut rgb = Vec::with_capacity(3 * w * hh);
-        for c in 0..3 {
-            for yy in 0..hh {
-                rgb.extend(
-                    full[(c * ph + yy) * pw..(c * ph + yy) * pw + w]
-                        .iter()
-                        .map(|v| v.clamp(0.0, 1.0)),
-                );
-            }
-        }
+        let rgb = Planar::unpadded(&full, (pw, ph), (h.width as usize, h.height as usize));
         Planar {
             width: h.width,
             height: h.height,

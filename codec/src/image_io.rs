@@ -296,6 +296,19 @@ impl Planar {
         }
         (out, pw, ph)
     }
+
+    /// The inverse of [`padded`](Self::padded): the top-left `w × h` of three `pw × ph`
+    /// planes, each value clamped to `[0, 1]` (a reconstruction's range).
+    pub fn unpadded(planes: &[f32], (pw, ph): (usize, usize), (w, h): (usize, usize)) -> Vec<f32> {
+        let mut rgb = Vec::with_capacity(3 * w * h);
+        for c in 0..3 {
+            for y in 0..h {
+                let row = (c * ph + y) * pw;
+                rgb.extend(planes[row..row + w].iter().map(|v| v.clamp(0.0, 1.0)));
+            }
+        }
+        rgb
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +320,20 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, png).unwrap();
         Planar::load(&path).unwrap()
+    }
+
+    #[test]
+    fn unpadded_undoes_padded() {
+        let img = Planar::pattern(13, 7, 3, 8, 0.6);
+        let (planes, pw, ph) = img.padded(8);
+        assert_eq!((pw, ph), (16, 8));
+        assert_eq!(Planar::unpadded(&planes, (pw, ph), (13, 7)), img.rgb);
+        // One pixel of three 2×2 planes, clamped.
+        let planes = [-0.5, 9.0, 9.0, 9.0, 1.5, 9.0, 9.0, 9.0, 0.25, 9.0, 9.0, 9.0];
+        assert_eq!(
+            Planar::unpadded(&planes, (2, 2), (1, 1)),
+            vec![0.0, 1.0, 0.25]
+        );
     }
 
     #[test]

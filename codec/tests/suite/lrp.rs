@@ -52,14 +52,10 @@ impl Job for Code {
                 let (pixels, pw, ph) = self.1.padded(codec::model::arch::PAD_TO);
                 let x = Tensor::<B, 4>::from_data(TensorData::new(pixels, [1, 3, ph, pw]), &device);
                 let x_hat = codec.model.code(codec.model.analysis(x, q), q, false).x_hat;
-                let data: Vec<f32> = x_hat.clamp(0.0, 1.0).into_data().to_vec().unwrap();
-                let (w, h) = (self.1.width as usize, self.1.height as usize);
-                let rgb = (0..3)
-                    .flat_map(|c| (0..h).map(move |y| (c, y)))
-                    .flat_map(|(c, y)| data[(c * ph + y) * pw..(c * ph + y) * pw + w].to_vec())
-                    .collect();
+                let data: Vec<f32> = x_hat.into_data().to_vec().unwrap();
+                let size = (self.1.width as usize, self.1.height as usize);
                 let trained = Planar {
-                    rgb,
+                    rgb: Planar::unpadded(&data, (pw, ph), size),
                     ..decoded.clone()
                 };
                 (latents.y, decoded, trained)
