@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod commands;
 pub mod compress;
+pub mod compressai;
 pub mod detnet;
 pub mod eval;
 pub mod image_io;
