@@ -6,7 +6,9 @@ DIR holds CompressAI 1.2.8 installed without moving the pinned torch (see
 benches/compressai_codec.py). One small model per architecture Ember imports (N = 8, M = 12,
 seeded random weights), saved as CompressAI's zoo saves its models: the state_dict of a model
 whose entropy tables were built (`update()`), here over a three-entry scale table so that the
-tables stay small. `mbt2018-mean.pth.tar` is saved as CompressAI's training script saves a
+tables stay small, and beside it `NAME.ref.pt`: what the model's own transforms compute on a
+small test picture (`x`, `y = g_a(x)` and `x_hat = g_s(round(y))`), which Ember's must
+reproduce. `mbt2018-mean.pth.tar` is saved as CompressAI's training script saves a
 checkpoint instead: the state_dict under "state_dict", beside the epoch and the loss, with the
 "module." prefix that a model wrapped in `DataParallel` gives every key.
 """
@@ -30,6 +32,17 @@ ARCHS = {
 }
 
 
+def picture(w, h):
+    """A smooth colour pattern in [0, 1], `[1, 3, h, w]`."""
+    yy, xx = torch.meshgrid(torch.arange(h) / h, torch.arange(w) / w, indexing="ij")
+    planes = [
+        0.5 + 0.4 * torch.sin(6.0 * xx + 2.0 * yy),
+        0.5 + 0.4 * torch.cos(5.0 * yy - 3.0 * xx),
+        xx * yy,
+    ]
+    return torch.stack(planes).unsqueeze(0).float()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for i, (name, cls) in enumerate(ARCHS.items()):
@@ -46,6 +59,11 @@ def main():
         path = os.path.join(OUT, f"{name}.pth.tar")
         torch.save(state, path)
         print(path, os.path.getsize(path), "bytes")
+        with torch.no_grad():
+            x = picture(48, 32)
+            y = net.g_a(x)
+            ref = {"x": x, "y": y, "x_hat": net.g_s(torch.round(y))}
+        torch.save(ref, os.path.join(OUT, f"{name}.ref.pt"))
 
 
 if __name__ == "__main__":

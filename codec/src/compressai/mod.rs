@@ -14,6 +14,8 @@
 //! with a serial 5×5 masked context model). They share the GDN transforms and the factorized
 //! prior of the hyper-latent.
 
+pub mod transforms;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -175,6 +177,19 @@ impl StateDict {
         Ok(Self { tensors })
     }
 
+    /// The values of the tensor `key`, as f32 in row-major order.
+    pub fn values(&self, key: &str) -> Result<Vec<f32>, String> {
+        let t = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| format!("the checkpoint has no {key}"))?;
+        t.to_data()
+            .map_err(|e| format!("cannot read {key}: {e}"))?
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| format!("cannot read {key}: {e:?}"))
+    }
+
     /// The channel counts of the checkpoint, if it is a model of `arch`: every parameter of
     /// the architecture present with its shape, and nothing else but CompressAI's buffers.
     /// The error names the first difference.
@@ -234,7 +249,7 @@ mod tests {
 
     /// The fixtures of `scripts/compressai-fixtures.py`: one model of each architecture with
     /// N = 8, M = 12, made by CompressAI itself.
-    fn fixture(arch: Arch) -> std::path::PathBuf {
+    pub(super) fn fixture(arch: Arch) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../testdata/compressai")
             .join(format!("{}.pth.tar", arch.name()))
